@@ -29,7 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embed-dim", type=int, default=d.embed_dim)
     p.add_argument("--lstm-units", type=int, default=d.lstm_units)
     p.add_argument("--dense-units", type=int, default=d.dense_units)
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the dense layers")
+    p.add_argument("--embed-dropout", type=float, default=d.embed_dropout, help="spatial dropout on embeddings")
+    p.add_argument(
+        "--pooling", choices=("last", "last+mean"), default=d.pooling,
+        help="BiLSTM features: last states, or last states + mean over tokens",
+    )
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience on val loss")
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=args.data, models_dir=args.models, version=args.version, epochs=args.epochs, seq_len=args.seq_len,
         vocab_size=args.vocab_size, embed_dim=args.embed_dim, lstm_units=args.lstm_units,
-        dense_units=args.dense_units, dropout=args.dropout, learning_rate=args.learning_rate,
+        dense_units=args.dense_units, dropout=args.dropout, embed_dropout=args.embed_dropout, pooling=args.pooling, learning_rate=args.learning_rate,
         batch_size=args.batch_size, patience=args.patience, seed=args.seed, max_rows=args.max_rows,
         ood=args.ood, logdir=args.logdir, publish=args.publish, min_accuracy=args.min_accuracy,
         min_macro_f1=args.min_macro_f1, max_regression=args.max_regression, verbose=0 if args.quiet else 2,

@@ -30,6 +30,10 @@ def _onnx_gates(kernel: np.ndarray, units: int) -> np.ndarray:
     return np.concatenate([i, o, f, c], axis=-1)
 
 
+def _has_layer(model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
 def keras_to_onnx(model, path: Path) -> None:
     """Write ``model`` (built by ``training.model.build_model``) as an ONNX graph to ``path``."""
     import onnx
@@ -59,19 +63,38 @@ def keras_to_onnx(model, path: Path) -> None:
         numpy_helper.from_array(out_b, "out_B"),
         numpy_helper.from_array(np.array([0, 2 * units], dtype=np.int64), "flat_shape"),
     ]
+    mean_pool = _has_layer(model, "mean_pool")
     nodes = [
         helper.make_node("Gather", ["embedding", ONNX_INPUT_IDS], ["embedded"], axis=0),  # (B, T, E)
         helper.make_node("Transpose", ["embedded"], ["time_major"], perm=[1, 0, 2]),  # (T, B, E)
         helper.make_node(
             "LSTM",
             ["time_major", "lstm_W", "lstm_R", "lstm_B", ONNX_INPUT_LENGTHS],
-            ["", "lstm_h"],  # Y_h: (2, B, H) = last valid state of each direction
+            # Y: (T, 2, B, H), zero past each row's length; Y_h: (2, B, H), last real state
+            ["lstm_y" if mean_pool else "", "lstm_h"],
             direction="bidirectional",
             hidden_size=units,
         ),
         helper.make_node("Transpose", ["lstm_h"], ["h_batch"], perm=[1, 0, 2]),  # (B, 2, H)
         helper.make_node("Reshape", ["h_batch", "flat_shape"], ["h_concat"]),  # (B, 2H): [fwd, bwd]
-        helper.make_node("MatMul", ["h_concat", "dense_W"], ["dense_mm"]),
+    ]
+    features = "h_concat"
+    if mean_pool:
+        # mean over real tokens = sum over time (padding outputs are zero) / length
+        inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "time_axis"))
+        inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "col_axis"))
+        nodes += [
+            helper.make_node("ReduceSum", ["lstm_y", "time_axis"], ["y_sum"], keepdims=0),  # (2, B, H)
+            helper.make_node("Transpose", ["y_sum"], ["y_sum_b"], perm=[1, 0, 2]),
+            helper.make_node("Reshape", ["y_sum_b", "flat_shape"], ["y_sum_flat"]),  # (B, 2H)
+            helper.make_node("Cast", [ONNX_INPUT_LENGTHS], ["len_f"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["len_f", "col_axis"], ["len_col"]),  # (B, 1)
+            helper.make_node("Div", ["y_sum_flat", "len_col"], ["y_mean"]),
+            helper.make_node("Concat", ["h_concat", "y_mean"], ["features"], axis=1),
+        ]
+        features = "features"
+    nodes += [
+        helper.make_node("MatMul", [features, "dense_W"], ["dense_mm"]),
         helper.make_node("Add", ["dense_mm", "dense_B"], ["dense_pre"]),
         helper.make_node("Relu", ["dense_pre"], ["dense_out"]),
         helper.make_node("MatMul", ["dense_out", "out_W"], ["logits_mm"]),

@@ -39,12 +39,15 @@ class TrainConfig:
     lstm_units: int = 64
     dense_units: int = 64
     dropout: float = 0.3
+    embed_dropout: float = 0.0
+    pooling: str = "last"
     learning_rate: float = 2e-3
     batch_size: int = 64
     patience: int = 2
     val_size: float = 0.15
     test_size: float = 0.15
     seed: int = 42
+    init_seed: int | None = None  # weights/shuffling seed; defaults to seed
     ood: Path | None = None
     logdir: Path | None = None
     max_rows: int | None = None
@@ -130,10 +133,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     from training.export import check_parity, keras_to_onnx
     from training.model import build_model
 
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     model = build_model(
         tokenizer.vocab_size, len(labels), cfg.embed_dim, cfg.lstm_units, cfg.dense_units, cfg.dropout,
-        cfg.learning_rate,
+        cfg.learning_rate, cfg.pooling, cfg.embed_dropout,
     )
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
@@ -185,8 +188,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         "hyperparameters": {
             "seq_len": cfg.seq_len, "vocab_size": tokenizer.vocab_size, "embed_dim": cfg.embed_dim,
             "lstm_units": cfg.lstm_units, "dense_units": cfg.dense_units, "dropout": cfg.dropout,
+            "embed_dropout": cfg.embed_dropout, "pooling": cfg.pooling,
             "learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size, "max_epochs": cfg.epochs,
-            "patience": cfg.patience, "seed": cfg.seed, "truncation": "first tokens (title first)",
+            "patience": cfg.patience, "seed": cfg.seed, "init_seed": cfg.init_seed, "truncation": "first tokens (title first)",
             "masking": "mask_zero in Keras, sequence_lens in ONNX",
         },
         "training": {

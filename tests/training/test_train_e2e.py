@@ -1,0 +1,81 @@
+"""Train a tiny model on real rows, export it, pass parity, load the bundle and categorize."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.paths import DATASET, OOD, REPO
+
+pytestmark = [
+    pytest.mark.training,
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATASET.exists(), reason="shared dataset not present"),
+]
+pytest.importorskip("tensorflow", reason="needs the 'train' extra")
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", *args], cwd=REPO, capture_output=True, text=True, check=check, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    proc = run_cli(
+        "train", "--data", str(DATASET), "--models", str(models), "--max-rows", "600", "--epochs", "2",
+        "--seq-len", "32", "--vocab-size", "3000", "--ood", str(OOD), "--version", "v-tiny", "--publish",
+        "--logdir", str(models / "tb"), "--quiet",
+    )
+    return models, json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def test_train_writes_a_complete_published_bundle(tiny_bundle):
+    models, summary = tiny_bundle
+    bundle = models / "v-tiny"
+    assert summary["published"] is True and (models / "current").read_text().strip() == "v-tiny"
+    for name in ("model.keras", "model.onnx", "tokenizer.json", "labels.json", "metrics.json", "report.md",
+                 "manifest.json", "confusion_test.png", "training_curves.png"):
+        assert (bundle / name).is_file(), name
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["export"]["parity_max_abs_diff"] <= 1e-4
+    assert len(metrics["data"]["sha256"]) == 64
+    assert metrics["split"]["train"] + metrics["split"]["val"] + metrics["split"]["test"] == metrics["split"][
+        "rows_after_dedup"]
+    for model in ("lstm", "svm"):
+        for part in ("val", "test", "ood"):
+            assert 0 <= metrics["evaluation"][model][part]["accuracy"] <= 1
+    assert [r["threshold"] for r in metrics["evaluation"]["coverage"]["val"]][0] == 0.5
+    assert "| LSTM | test |" in (bundle / "report.md").read_text()
+    assert any((models / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_predict_cli_uses_the_new_bundle(tiny_bundle):
+    models, _ = tiny_bundle
+    proc = run_cli("predict", "--models", str(models), "USB charger for phones", "cotton t-shirt for men")
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 2 and all(r["model_version"] == "v-tiny" for r in rows)
+    assert all(r["category"] in ("Electronics", "Household", "Books", "Clothing & Accessories") for r in rows)
+
+
+def test_quality_gate_refuses_and_keeps_bundle(tiny_bundle):
+    models, _ = tiny_bundle
+    proc = run_cli(
+        "train", "--data", str(DATASET), "--models", str(models), "--max-rows", "300", "--epochs", "1",
+        "--seq-len", "16", "--vocab-size", "500", "--version", "v-gated", "--publish", "--min-accuracy", "0.999",
+        "--quiet", check=False,
+    )
+    assert proc.returncode == 1
+    assert "quality gate failed" in proc.stderr and "below the minimum 0.9990" in proc.stderr
+    assert (models / "current").read_text().strip() == "v-tiny"
+    assert (models / "v-gated" / "manifest.json").is_file()
+
+
+def test_unknown_label_is_reported_with_its_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Books,a novel\nToys,a teddy\n")
+    proc = run_cli("train", "--data", str(bad), "--models", str(tmp_path / "m"), check=False)
+    assert proc.returncode == 2 and "bad.csv:2: unknown label 'Toys'" in proc.stderr
