@@ -62,9 +62,7 @@ def sha256_file(path: Path) -> str:
 
 def write_manifest(bundle_dir: Path) -> dict:
     """Record the SHA-256 of every file in the bundle (except the manifest itself)."""
-    files = {
-        p.name: sha256_file(p) for p in sorted(bundle_dir.iterdir()) if p.is_file() and p.name != MANIFEST
-    }
+    files = {p.name: sha256_file(p) for p in sorted(bundle_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {"version": bundle_dir.name, "files": files}
     (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
@@ -211,9 +209,7 @@ def load_bundle(path: str | Path | None = None, threads: int | None = None) -> B
         raise BundleError(f"bundle {path}: model has {out_dim} outputs but labels.json names {len(labels)}")
     vocab_size = metrics.get("hyperparameters", {}).get("vocab_size")
     if vocab_size is not None and vocab_size != tokenizer.vocab_size:
-        raise BundleError(
-            f"bundle {path}: tokenizer has {tokenizer.vocab_size} ids, model expects {vocab_size}"
-        )
+        raise BundleError(f"bundle {path}: tokenizer has {tokenizer.vocab_size} ids, model expects {vocab_size}")
     return Bundle(
         path=path,
         version=path.name,

@@ -32,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the dense layers")
     p.add_argument("--embed-dropout", type=float, default=d.embed_dropout, help="spatial dropout on embeddings")
     p.add_argument(
-        "--pooling", choices=("last", "last+mean"), default=d.pooling,
+        "--pooling",
+        choices=("last", "last+mean"),
+        default=d.pooling,
         help="BiLSTM features: last states, or last states + mean over tokens",
     )
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -46,7 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-accuracy", type=float, default=d.min_accuracy, help="gate: minimum test accuracy")
     p.add_argument("--min-macro-f1", type=float, default=d.min_macro_f1, help="gate: minimum test macro-F1")
     p.add_argument(
-        "--max-regression", type=float, default=d.max_regression,
+        "--max-regression",
+        type=float,
+        default=d.max_regression,
         help="gate: largest allowed drop in test accuracy/macro-F1 against the current bundle",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -63,12 +67,30 @@ def run(args: argparse.Namespace) -> int:
     from training.data import DataError
 
     cfg = TrainConfig(
-        data=args.data, models_dir=args.models, version=args.version, epochs=args.epochs, seq_len=args.seq_len,
-        vocab_size=args.vocab_size, embed_dim=args.embed_dim, lstm_units=args.lstm_units,
-        dense_units=args.dense_units, dropout=args.dropout, embed_dropout=args.embed_dropout, pooling=args.pooling, learning_rate=args.learning_rate,
-        batch_size=args.batch_size, patience=args.patience, seed=args.seed, max_rows=args.max_rows,
-        ood=args.ood, logdir=args.logdir, publish=args.publish, min_accuracy=args.min_accuracy,
-        min_macro_f1=args.min_macro_f1, max_regression=args.max_regression, verbose=0 if args.quiet else 2,
+        data=args.data,
+        models_dir=args.models,
+        version=args.version,
+        epochs=args.epochs,
+        seq_len=args.seq_len,
+        vocab_size=args.vocab_size,
+        embed_dim=args.embed_dim,
+        lstm_units=args.lstm_units,
+        dense_units=args.dense_units,
+        dropout=args.dropout,
+        embed_dropout=args.embed_dropout,
+        pooling=args.pooling,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        seed=args.seed,
+        max_rows=args.max_rows,
+        ood=args.ood,
+        logdir=args.logdir,
+        publish=args.publish,
+        min_accuracy=args.min_accuracy,
+        min_macro_f1=args.min_macro_f1,
+        max_regression=args.max_regression,
+        verbose=0 if args.quiet else 2,
     )
     try:
         result = train(cfg)

@@ -65,9 +65,7 @@ def load_dataset(path: str | Path, labels: tuple[str, ...] = LABELS) -> Dataset:
             text = ",".join(record[1:]) if len(record) > 2 else record[1]
             rows += 1
             if label not in known:
-                raise DataError(
-                    f"{path}:{line}: unknown label {label!r}; expected one of {', '.join(sorted(known))}"
-                )
+                raise DataError(f"{path}:{line}: unknown label {label!r}; expected one of {', '.join(sorted(known))}")
             text = clean_text(text)
             if not text:
                 empty += 1

@@ -20,8 +20,7 @@ def scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "per_class": {
-            lb: {k: float(report[lb][k]) for k in ("precision", "recall", "f1-score", "support")}
-            for lb in labels
+            lb: {k: float(report[lb][k]) for k in ("precision", "recall", "f1-score", "support")} for lb in labels
         },
         "confusion_matrix": {
             "labels": labels,

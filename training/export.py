@@ -111,9 +111,7 @@ def keras_to_onnx(model, path: Path) -> None:
         [helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["batch", out_w.shape[1]])],
         initializer=inits,
     )
-    onnx_model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="categorizer"
-    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="categorizer")
     onnx_model.ir_version = 8
     onnx.checker.check_model(onnx_model, full_check=True)
     onnx.save(onnx_model, str(path))

@@ -49,9 +49,15 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = TrainConfig(data=args.data, models_dir=Path(tmp), verbose=0, init_seed=seed)
                 res = train(replace(cfg, **change))
             ev = res.metrics["evaluation"]["lstm"]["val"]
-            runs.append({"seed": seed, "val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"],
-                         "fit_seconds": res.metrics["training"]["fit_seconds"],
-                         "epochs": res.metrics["training"]["epochs_run"]})
+            runs.append(
+                {
+                    "seed": seed,
+                    "val_accuracy": ev["accuracy"],
+                    "val_macro_f1": ev["macro_f1"],
+                    "fit_seconds": res.metrics["training"]["fit_seconds"],
+                    "epochs": res.metrics["training"]["epochs_run"],
+                }
+            )
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("val_accuracy", "val_macro_f1", "fit_seconds")}
         results.append({"name": name, "change": change, **mean, "runs": runs})
         print(json.dumps(results[-1]), file=sys.stderr)

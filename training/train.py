@@ -135,18 +135,28 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     keras.utils.set_random_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     model = build_model(
-        tokenizer.vocab_size, len(labels), cfg.embed_dim, cfg.lstm_units, cfg.dense_units, cfg.dropout,
-        cfg.learning_rate, cfg.pooling, cfg.embed_dropout,
+        tokenizer.vocab_size,
+        len(labels),
+        cfg.embed_dim,
+        cfg.lstm_units,
+        cfg.dense_units,
+        cfg.dropout,
+        cfg.learning_rate,
+        cfg.pooling,
+        cfg.embed_dropout,
     )
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-    ]
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)]
     if cfg.logdir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(cfg.logdir) / version)))
     t_fit = time.perf_counter()
     hist = model.fit(
-        ids_tr, t_tr, validation_data=(ids_va, t_va), epochs=cfg.epochs, batch_size=cfg.batch_size,
-        callbacks=callbacks, verbose=cfg.verbose,
+        ids_tr,
+        t_tr,
+        validation_data=(ids_va, t_va),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
     )
     fit_seconds = time.perf_counter() - t_fit
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -186,24 +196,39 @@ def train(cfg: TrainConfig) -> TrainResult:
         "ood": {"file": Path(cfg.ood).name, "sha256": ood.sha256} if cfg.ood else None,
         "split": split.stats,
         "hyperparameters": {
-            "seq_len": cfg.seq_len, "vocab_size": tokenizer.vocab_size, "embed_dim": cfg.embed_dim,
-            "lstm_units": cfg.lstm_units, "dense_units": cfg.dense_units, "dropout": cfg.dropout,
-            "embed_dropout": cfg.embed_dropout, "pooling": cfg.pooling,
-            "learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size, "max_epochs": cfg.epochs,
-            "patience": cfg.patience, "seed": cfg.seed, "init_seed": cfg.init_seed, "truncation": "first tokens (title first)",
+            "seq_len": cfg.seq_len,
+            "vocab_size": tokenizer.vocab_size,
+            "embed_dim": cfg.embed_dim,
+            "lstm_units": cfg.lstm_units,
+            "dense_units": cfg.dense_units,
+            "dropout": cfg.dropout,
+            "embed_dropout": cfg.embed_dropout,
+            "pooling": cfg.pooling,
+            "learning_rate": cfg.learning_rate,
+            "batch_size": cfg.batch_size,
+            "max_epochs": cfg.epochs,
+            "patience": cfg.patience,
+            "seed": cfg.seed,
+            "init_seed": cfg.init_seed,
+            "truncation": "first tokens (title first)",
             "masking": "mask_zero in Keras, sequence_lens in ONNX",
         },
         "training": {
-            "epochs_run": len(history["loss"]), "best_epoch": best_epoch, "fit_seconds": round(fit_seconds, 1),
-            "history": history, "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+            "epochs_run": len(history["loss"]),
+            "best_epoch": best_epoch,
+            "fit_seconds": round(fit_seconds, 1),
+            "history": history,
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         },
         "export": {"format": "onnx", "opset": 17, "parity_max_abs_diff": parity, "parity_set": "validation"},
         "evaluation": evaluation,
     }
     plot_history(history, tmp_dir / "training_curves.png")
     plot_confusion(
-        evaluation["lstm"]["test"]["confusion_matrix"]["rows_true_cols_pred"], labels,
-        "LSTM, test split", tmp_dir / "confusion_test.png",
+        evaluation["lstm"]["test"]["confusion_matrix"]["rows_true_cols_pred"],
+        labels,
+        "LSTM, test split",
+        tmp_dir / "confusion_test.png",
     )
     metrics["training"]["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     (tmp_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -26,25 +26,54 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def tiny_bundle(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     proc = run_cli(
-        "train", "--data", str(DATASET), "--models", str(models), "--max-rows", "600", "--epochs", "2",
-        "--seq-len", "32", "--vocab-size", "3000", "--ood", str(OOD), "--version", "v-tiny", "--publish",
-        "--logdir", str(models / "tb"), "--quiet",
+        "train",
+        "--data",
+        str(DATASET),
+        "--models",
+        str(models),
+        "--max-rows",
+        "600",
+        "--epochs",
+        "2",
+        "--seq-len",
+        "32",
+        "--vocab-size",
+        "3000",
+        "--ood",
+        str(OOD),
+        "--version",
+        "v-tiny",
+        "--publish",
+        "--logdir",
+        str(models / "tb"),
+        "--quiet",
     )
-    return models, json.loads(proc.stdout[proc.stdout.index("{"):])
+    return models, json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
 def test_train_writes_a_complete_published_bundle(tiny_bundle):
     models, summary = tiny_bundle
     bundle = models / "v-tiny"
     assert summary["published"] is True and (models / "current").read_text().strip() == "v-tiny"
-    for name in ("model.keras", "model.onnx", "tokenizer.json", "labels.json", "metrics.json", "report.md",
-                 "manifest.json", "confusion_test.png", "training_curves.png"):
+    for name in (
+        "model.keras",
+        "model.onnx",
+        "tokenizer.json",
+        "labels.json",
+        "metrics.json",
+        "report.md",
+        "manifest.json",
+        "confusion_test.png",
+        "training_curves.png",
+    ):
         assert (bundle / name).is_file(), name
     metrics = json.loads((bundle / "metrics.json").read_text())
     assert metrics["export"]["parity_max_abs_diff"] <= 1e-4
     assert len(metrics["data"]["sha256"]) == 64
-    assert metrics["split"]["train"] + metrics["split"]["val"] + metrics["split"]["test"] == metrics["split"][
-        "rows_after_dedup"]
+    assert (
+        metrics["split"]["train"] + metrics["split"]["val"] + metrics["split"]["test"]
+        == metrics["split"]["rows_after_dedup"]
+    )
     for model in ("lstm", "svm"):
         for part in ("val", "test", "ood"):
             assert 0 <= metrics["evaluation"][model][part]["accuracy"] <= 1
@@ -64,9 +93,26 @@ def test_predict_cli_uses_the_new_bundle(tiny_bundle):
 def test_quality_gate_refuses_and_keeps_bundle(tiny_bundle):
     models, _ = tiny_bundle
     proc = run_cli(
-        "train", "--data", str(DATASET), "--models", str(models), "--max-rows", "300", "--epochs", "1",
-        "--seq-len", "16", "--vocab-size", "500", "--version", "v-gated", "--publish", "--min-accuracy", "0.999",
-        "--quiet", check=False,
+        "train",
+        "--data",
+        str(DATASET),
+        "--models",
+        str(models),
+        "--max-rows",
+        "300",
+        "--epochs",
+        "1",
+        "--seq-len",
+        "16",
+        "--vocab-size",
+        "500",
+        "--version",
+        "v-gated",
+        "--publish",
+        "--min-accuracy",
+        "0.999",
+        "--quiet",
+        check=False,
     )
     assert proc.returncode == 1
     assert "quality gate failed" in proc.stderr and "below the minimum 0.9990" in proc.stderr
