@@ -1,0 +1,59 @@
+"""The Flask job API (app factory, flaskr style).
+
+``create_app(config)`` builds the app: defaults, then ``CATEGORIZER_*`` environment variables
+(``CATEGORIZER_MAX_PRODUCTS=500`` sets ``MAX_PRODUCTS``; values are parsed as JSON when they
+can be), then ``REDIS_URL``, then the ``config`` mapping (tests). The web tier imports the
+Celery *app* only and sends tasks by name; it never imports ONNX Runtime or model code.
+
+Production: ``gunicorn -k gthread --threads 32 'web.wsgi:app'`` (see docs/service.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+DEFAULTS = {
+    "REDIS_URL": "redis://localhost:6379/0",
+    # limits
+    "MAX_PRODUCTS": 1000,  # products per job
+    "MAX_TEXT_LENGTH": 20000,  # characters per product text
+    "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,  # bytes per request body (Flask enforces it too)
+    # job bookkeeping
+    "JOB_TTL": 86400,  # seconds a job record is kept after its last update
+    "IDEMPOTENCY_TTL": 86400,  # seconds an Idempotency-Key is remembered
+    "MAX_WAIT": 30,  # upper bound of GET ?wait= (seconds); larger values are clamped
+    # back-pressure
+    "QUEUE": "interactive",  # Celery queue for interactive jobs
+    "MAX_QUEUE_DEPTH": 1000,  # queued messages beyond which POST answers 503
+    "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
+    # readiness
+    "WORKER_TTL": 10,  # seconds since a worker's last heartbeat for it to count as alive
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("CATEGORIZER")
+    if os.environ.get("REDIS_URL"):
+        app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False
+
+    from web.problems import register_error_handlers
+
+    register_error_handlers(app)
+
+    from web.api import bp as api_bp
+    from web.api import init_services
+    from web.health import bp as health_bp
+    from web.openapi import bp as openapi_bp
+
+    init_services(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(openapi_bp)
+    return app

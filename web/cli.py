@@ -15,6 +15,8 @@ import sys
 SUBCOMMANDS = (
     "training.cli_train",
     "training.cli_predict",
+    "web.cli_serve",
+    "web.cli_submit",
 )
 
 

@@ -1,0 +1,201 @@
+"""``/v1/jobs``: submit a job, read a job (with optional long-poll)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import Blueprint, Flask, Response, current_app, request, url_for
+
+from web.problems import Problem
+from web.validation import validate_job_body
+from worker.celery_app import CATEGORIZE_TASK, make_celery
+from worker.jobstore import FAILED, FINAL_STATES, JobStore, connect
+
+log = logging.getLogger("categorizer.web")
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1")
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+@dataclass
+class Services:
+    store: JobStore
+    celery: Celery
+
+
+def init_services(app: Flask) -> None:
+    url = app.config["REDIS_URL"]
+    # socket_timeout None: long-poll reads block in Redis up to MAX_WAIT seconds.
+    app.extensions["categorizer"] = Services(
+        store=JobStore(connect(url, socket_timeout=None)),
+        celery=make_celery(url),
+    )
+
+
+def services() -> Services:
+    return current_app.extensions["categorizer"]
+
+
+def _json_response(payload: dict, status: int = 200, raw_results: str | None = None) -> Response:
+    """JSON response; ``raw_results`` (already JSON, as stored by the worker) is spliced in
+    without decoding and re-encoding it."""
+    text = json.dumps(payload, separators=(",", ":"))
+    if raw_results is not None:
+        text = text[:-1] + ',"results":' + raw_results + "}"
+    return Response(text, status=status, mimetype="application/json")
+
+
+def _job_view(job_id: str, record: dict) -> tuple[dict, str]:
+    status = record.get("status", "queued")
+    view = {
+        "job_id": job_id,
+        "status": status,
+        "submitted_at": record.get("submitted_at"),
+        "started_at": record.get("started_at") or None,
+        "finished_at": record.get("finished_at") or None,
+        "model_version": record.get("model_version") or None,
+        "count": int(record.get("count", 0)),
+        "attempts": int(record.get("attempts", 0)),
+    }
+    if status == FAILED:
+        view["error"] = record.get("error") or "unknown error"
+    raw = record.get("results") if status in FINAL_STATES else None
+    return view, raw or "[]"
+
+
+def _parse_json_body() -> object:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    # Refuse an oversized body from its Content-Length, before reading any of it.
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(
+            "payload-too-large",
+            f"the request body is {request.content_length} bytes; at most {limit} are allowed",
+            max_bytes=limit,
+        )
+    if not request.is_json:
+        raise Problem(
+            "unsupported-media-type",
+            f"send the body as application/json (got {request.mimetype or 'no Content-Type'})",
+        )
+    data = request.get_data(cache=False)  # also bounded by MAX_CONTENT_LENGTH when chunked
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem("malformed-json", f"the body is not valid JSON: {exc}") from None
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH) or not key.isascii() or not key.isprintable():
+        raise Problem(
+            "invalid-header",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters",
+            errors=[{"header": "Idempotency-Key", "code": "invalid", "detail": "invalid value"}],
+        )
+    return key
+
+
+def _accepted(job_id: str, status: str, replayed: bool = False) -> Response:
+    resp = _json_response({"job_id": job_id, "status": status}, status=202)
+    resp.headers["Location"] = url_for("jobs.get_job", job_id=job_id)
+    if replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+@bp.post("/jobs")
+def submit_job():
+    cfg = current_app.config
+    body = _parse_json_body()
+    products = validate_job_body(body, cfg["MAX_PRODUCTS"], cfg["MAX_TEXT_LENGTH"])
+    svc = services()
+    key = _idempotency_key()
+    job_id = str(uuid.uuid4())
+    if key is not None:
+        fingerprint = hashlib.sha256(
+            json.dumps(products, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        ).hexdigest()
+        earlier = svc.store.claim_idempotency_key(key, job_id, fingerprint, cfg["IDEMPOTENCY_TTL"])
+        if earlier is not None:
+            if earlier.get("fingerprint") != fingerprint:
+                raise Problem(
+                    "idempotency-key-reused",
+                    "this Idempotency-Key was used for a different request body",
+                    job_id=earlier.get("job_id"),
+                )
+            record = svc.store.get(earlier["job_id"]) or {}
+            return _accepted(earlier["job_id"], record.get("status", "queued"), replayed=True)
+    depth = svc.store.queue_depth(cfg["QUEUE"])
+    if depth > cfg["MAX_QUEUE_DEPTH"]:
+        if key is not None:
+            svc.store.release_idempotency_key(key)
+        raise Problem(
+            "queue-full",
+            f"{depth} jobs are waiting (limit {cfg['MAX_QUEUE_DEPTH']}); retry later",
+            headers={"Retry-After": cfg["RETRY_AFTER"]},
+            queue_depth=depth,
+        )
+    svc.store.create(job_id, len(products), cfg["JOB_TTL"], cfg["QUEUE"])
+    try:
+        svc.celery.send_task(CATEGORIZE_TASK, args=(job_id, products), task_id=job_id, queue=cfg["QUEUE"])
+    except Exception:
+        svc.store.delete(job_id)
+        if key is not None:
+            svc.store.release_idempotency_key(key)
+        raise
+    log.info("job_queued job_id=%s count=%d queue=%s", job_id, len(products), cfg["QUEUE"])
+    return _accepted(job_id, "queued")
+
+
+def _canonical_job_id(job_id: str) -> str:
+    try:
+        parsed = uuid.UUID(job_id)
+    except ValueError:
+        raise Problem("job-not-found", f"'{job_id[:80]}' is not a job id (a UUID)") from None
+    if str(parsed) != job_id.lower():
+        raise Problem("job-not-found", f"'{job_id[:80]}' is not a job id in canonical UUID form")
+    return str(parsed)
+
+
+def _wait_seconds() -> float:
+    raw = request.args.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise Problem(
+            "invalid-parameter",
+            f"wait must be a number of seconds >= 0 (got {raw[:40]!r})",
+            errors=[{"parameter": "wait", "code": "invalid", "detail": "must be a number >= 0"}],
+        )
+    return min(wait, float(current_app.config["MAX_WAIT"]))
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    job_id = _canonical_job_id(job_id)
+    wait = _wait_seconds()
+    store = services().store
+    record = store.get(job_id)
+    if record is None:
+        raise Problem("job-not-found", f"no job {job_id} (unknown, or expired after its retention time)")
+    if record.get("status") not in FINAL_STATES and wait > 0:
+        store.wait_done(job_id, wait)
+        record = store.get(job_id) or record
+    view, raw = _job_view(job_id, record)
+    resp = _json_response(view, raw_results=raw)
+    if view["status"] not in FINAL_STATES:
+        resp.headers["Retry-After"] = "1"
+    return resp

@@ -1,0 +1,41 @@
+"""``/healthz`` (the process is alive) and ``/readyz`` (it can do useful work)."""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, current_app, jsonify
+
+from web.api import services
+from web.problems import Problem
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: answers 200 while the process serves HTTP. Checks nothing else."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: Redis answers and at least one worker consuming our queue has a fresh heartbeat."""
+    cfg = current_app.config
+    store = services().store
+    checks: dict = {}
+    try:
+        store.redis.ping()
+        checks["redis"] = {"status": "ok"}
+    except redis.exceptions.RedisError as exc:
+        checks["redis"] = {"status": "error", "detail": str(exc)}
+        raise Problem("not-ready", "Redis is unreachable", checks=checks) from None
+    workers = [w for w in store.live_workers(cfg["WORKER_TTL"]) if cfg["QUEUE"] in w.get("queues", [])]
+    checks["workers"] = {"status": "ok" if workers else "error", "count": len(workers), "workers": workers}
+    checks["queue"] = {"name": cfg["QUEUE"], "depth": store.queue_depth(cfg["QUEUE"])}
+    if not workers:
+        raise Problem(
+            "not-ready",
+            f"no worker consuming queue '{cfg['QUEUE']}' has sent a heartbeat in the last {cfg['WORKER_TTL']} s",
+            checks=checks,
+        )
+    return jsonify(status="ready", checks=checks)

@@ -1,0 +1,83 @@
+"""The Celery application: broker, result backend, serialization, acknowledgement and queues.
+
+This module is imported by the web tier (to send tasks by name) and by workers. It must stay
+light: no ONNX Runtime, no TensorFlow, no model code. The task module (``worker.tasks``) is
+listed in ``include`` and is imported by ``celery worker`` only.
+
+Settings (environment):
+
+``REDIS_URL``                         broker and result backend (default ``redis://localhost:6379/0``)
+``CATEGORIZER_VISIBILITY_TIMEOUT``    seconds before an unacknowledged message is delivered again
+                                      (default 3600; short in fault tests)
+``CATEGORIZER_RESULT_EXPIRES``        seconds Celery keeps its own task results (default 3600)
+``CATEGORIZER_PREFETCH_MULTIPLIER``   messages reserved per worker process (default 1)
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+#: Queue for interactive jobs (``POST /v1/jobs``). Bulk catalogs get their own queue, so that a
+#: big catalog never starves interactive requests.
+INTERACTIVE_QUEUE = "interactive"
+
+#: Explicit task names: the web tier sends tasks by name and never imports ``worker.tasks``.
+CATEGORIZE_TASK = "categorizer.categorize"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def redis_url_from_env() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def make_celery(redis_url: str | None = None) -> Celery:
+    """A configured Celery app for ``redis_url`` (default: ``REDIS_URL``)."""
+    url = redis_url or redis_url_from_env()
+    app = Celery("categorizer", broker=url, backend=url, include=["worker.tasks"])
+    app.conf.update(
+        # JSON only: nothing is ever pickled.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # At-least-once: acknowledge after the task ran, and deliver again when the process
+        # running it dies. Results are written idempotently (see worker.jobstore).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Every interactive task already carries a whole batch of products, so one reserved
+        # message per process is enough and keeps a long job from holding messages that an
+        # idle process could take.
+        worker_prefetch_multiplier=_env_int("CATEGORIZER_PREFETCH_MULTIPLIER", 1),
+        broker_transport_options={
+            "visibility_timeout": _env_int("CATEGORIZER_VISIBILITY_TIMEOUT", 3600),
+        },
+        broker_connection_retry_on_startup=True,
+        # The service keeps its own job records; Celery's results are a small summary only.
+        result_expires=_env_int("CATEGORIZER_RESULT_EXPIRES", 3600),
+        task_default_queue=INTERACTIVE_QUEUE,
+        task_queues=(Queue(INTERACTIVE_QUEUE, routing_key=INTERACTIVE_QUEUE),),
+        task_routes={CATEGORIZE_TASK: {"queue": INTERACTIVE_QUEUE}},
+        task_track_started=False,
+        worker_send_task_events=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    from worker.heartbeat import Heartbeat
+
+    app.steps["consumer"].add(Heartbeat)
+    return app
+
+
+#: The app ``celery -A worker.celery_app worker`` runs.
+app = make_celery()
+celery = app

@@ -1,0 +1,189 @@
+"""Service-owned job records in Redis, shared by the web tier and the workers.
+
+Celery reports any unknown task id as ``PENDING``, so the service keeps its own records and
+can tell "queued" from "never existed / expired". One job is::
+
+    categorizer:job:<job_id>        hash: status, submitted_at, started_at, finished_at,
+                                    model_version, error, count, attempts, ttl, results (JSON)
+    categorizer:job:<job_id>:done   list holding one token once the job is final; long-polling
+                                    readers block on it (BLMOVE onto itself, so every waiter
+                                    sees the token and it stays for later ones)
+
+Both keys expire ``ttl`` seconds after the last write (the retention time).
+
+Writes from workers go through Lua scripts so that they are atomic and idempotent: a record
+that expired is never re-created, and once a job has succeeded or failed a redelivered task
+(at-least-once delivery) changes nothing, so results are stored exactly once.
+
+Worker liveness for ``/readyz``: each worker's consumer writes a heartbeat into the sorted set
+``categorizer:workers`` (member = worker hostname, score = unix time).
+
+This module imports only ``redis``: it is safe for the web tier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+
+import redis
+
+PREFIX = "categorizer:"
+WORKERS_KEY = PREFIX + "workers"
+WORKERS_INFO_KEY = PREFIX + "workers:info"
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+FINAL_STATES = frozenset({SUCCEEDED, FAILED})
+
+_MARK_RUNNING = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status == 'succeeded' or status == 'failed' then return status end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 'running'
+"""
+
+# KEYS: record, done list. ARGV: status, finished_at, model_version, results JSON, error.
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'succeeded' or status == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'model_version', ARGV[3],
+           'results', ARGV[4], 'error', ARGV[5])
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '86400')
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('DEL', KEYS[2])
+redis.call('RPUSH', KEYS[2], '1')
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds (``2025-01-31T12:00:00.123Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def done_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:done"
+
+
+def idempotency_key(key: str) -> str:
+    return f"{PREFIX}idem:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
+
+
+def connect(url: str, **kwargs) -> redis.Redis:
+    """A Redis client that decodes strings and fails fast when Redis is unreachable."""
+    kwargs.setdefault("socket_connect_timeout", 2)
+    kwargs.setdefault("health_check_interval", 30)
+    return redis.Redis.from_url(url, decode_responses=True, **kwargs)
+
+
+class JobStore:
+    """Reads and writes job records. ``client`` must use ``decode_responses=True``."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._mark_running = client.register_script(_MARK_RUNNING)
+        self._finish = client.register_script(_FINISH)
+
+    # -- web side --------------------------------------------------------------------------
+    def create(self, job_id: str, count: int, ttl: int, queue: str) -> dict:
+        record = {
+            "status": QUEUED,
+            "submitted_at": now_iso(),
+            "count": count,
+            "attempts": 0,
+            "ttl": int(ttl),
+            "queue": queue,
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(job_key(job_id), mapping=record)
+        pipe.expire(job_key(job_id), int(ttl))
+        pipe.execute()
+        return record
+
+    def delete(self, job_id: str) -> None:
+        self.redis.delete(job_key(job_id), done_key(job_id))
+
+    def get(self, job_id: str) -> dict | None:
+        """The raw record (``results`` still a JSON string), or None when unknown/expired."""
+        record = self.redis.hgetall(job_key(job_id))
+        return record or None
+
+    def wait_done(self, job_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until the job is final. True when it is."""
+        if timeout <= 0:
+            return False
+        key = done_key(job_id)
+        return self.redis.blmove(key, key, timeout, "LEFT", "RIGHT") is not None
+
+    def claim_idempotency_key(self, key: str, job_id: str, fingerprint: str, ttl: int) -> dict | None:
+        """Bind ``key`` to ``job_id``. Returns the earlier binding if the key was already used."""
+        value = json.dumps({"job_id": job_id, "fingerprint": fingerprint})
+        rkey = idempotency_key(key)
+        if self.redis.set(rkey, value, nx=True, ex=int(ttl)):
+            return None
+        existing = self.redis.get(rkey)
+        if existing is None:  # expired between the two calls: claim again
+            return self.claim_idempotency_key(key, job_id, fingerprint, ttl)
+        return json.loads(existing)
+
+    def release_idempotency_key(self, key: str) -> None:
+        self.redis.delete(idempotency_key(key))
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in a Celery queue on the Redis transport (a list named like it)."""
+        return int(self.redis.llen(queue))
+
+    def live_workers(self, max_age: float) -> list[dict]:
+        """Workers whose last heartbeat is at most ``max_age`` seconds old."""
+        now = time.time()
+        names = self.redis.zrangebyscore(WORKERS_KEY, now - max_age, "+inf", withscores=True)
+        if not names:
+            return []
+        infos = self.redis.hmget(WORKERS_INFO_KEY, [n for n, _ in names])
+        out = []
+        for (name, beat), info in zip(names, infos, strict=True):
+            entry = json.loads(info) if info else {}
+            entry.update(hostname=name, last_heartbeat_age_s=round(now - beat, 3))
+            out.append(entry)
+        return out
+
+    # -- worker side -----------------------------------------------------------------------
+    def mark_running(self, job_id: str) -> str | None:
+        """Set ``running`` (unless final). Returns the status now, None if the record is gone."""
+        return self._mark_running(keys=[job_key(job_id)], args=[now_iso()])
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        results_json: str = "[]",
+        model_version: str = "",
+        error: str = "",
+    ) -> bool:
+        """Store the outcome once and wake long-polling readers. False if already final/gone."""
+        args = [status, now_iso(), model_version, results_json, error]
+        return bool(self._finish(keys=[job_key(job_id), done_key(job_id)], args=args))
+
+    def heartbeat(self, hostname: str, info: dict, max_age: float) -> None:
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(WORKERS_KEY, {hostname: now})
+        pipe.hset(WORKERS_INFO_KEY, hostname, json.dumps(info))
+        pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - 10 * max_age)
+        pipe.execute()
+
+    def remove_worker(self, hostname: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(WORKERS_KEY, hostname)
+        pipe.hdel(WORKERS_INFO_KEY, hostname)
+        pipe.execute()

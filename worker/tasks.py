@@ -1,0 +1,68 @@
+"""Celery tasks. Imported by ``celery worker`` only (the web tier sends tasks by name)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import redis
+
+from worker import model
+from worker.celery_app import CATEGORIZE_TASK, app
+from worker.jobstore import FAILED, FINAL_STATES, SUCCEEDED, JobStore, connect
+
+log = logging.getLogger("categorizer.worker")
+
+_store: tuple[int, JobStore] | None = None
+
+
+def job_store() -> JobStore:
+    """This process's job store (a Redis connection pool is never shared across a fork)."""
+    global _store
+    if _store is None or _store[0] != os.getpid():
+        _store = (os.getpid(), JobStore(connect(app.conf.broker_url)))
+    return _store[1]
+
+
+@app.task(
+    name=CATEGORIZE_TASK,
+    autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    retry_backoff=True,
+    retry_backoff_max=30,
+    max_retries=10,
+)
+def categorize(job_id: str, products: list[dict]) -> dict:
+    """Categorize the products of job ``job_id`` in one batched model call.
+
+    ``products`` is the validated request body's list: ``{"id": optional, "text": str}``.
+    The outcome is stored in the job record exactly once; a redelivered message for a job
+    that is already final (or expired) does nothing.
+    """
+    store = job_store()
+    status = store.mark_running(job_id)
+    if status is None:
+        log.warning("job_skipped job_id=%s reason=unknown_or_expired", job_id)
+        return {"job_id": job_id, "skipped": "unknown or expired"}
+    if status in FINAL_STATES:
+        log.info("job_skipped job_id=%s reason=already_%s", job_id, status)
+        return {"job_id": job_id, "skipped": f"already {status}"}
+    texts = [p["text"] for p in products]
+    try:
+        predictions, version = model.categorize(job_id, texts)
+    except Exception as exc:  # a model failure fails the job, visibly, instead of hanging it
+        log.exception("job_failed job_id=%s", job_id)
+        store.finish(job_id, FAILED, error=f"{type(exc).__name__}: {exc}")
+        return {"job_id": job_id, "status": FAILED}
+    results = [
+        {
+            "id": product.get("id"),
+            "category": pred["category"],
+            "confidence": pred["confidence"],
+            "probabilities": pred["probabilities"],
+            "model_version": version,
+        }
+        for product, pred in zip(products, predictions, strict=True)
+    ]
+    stored = store.finish(job_id, SUCCEEDED, json.dumps(results, separators=(",", ":")), version)
+    return {"job_id": job_id, "status": SUCCEEDED, "count": len(results), "stored": stored}
