@@ -43,9 +43,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    if not (SAVED_MODELS / "current").exists():
-        pytest.skip("no shipped model bundle (saved_models/current)")
-    return SAVED_MODELS
+    """The shipped models (``saved_models``), or ``CATEGORIZER_TEST_MODEL_DIR``."""
+    models = Path(os.environ.get("CATEGORIZER_TEST_MODEL_DIR") or SAVED_MODELS)
+    if not (models / "current").exists():
+        pytest.skip(f"no model bundle ({models}/current)")
+    return models
 
 
 @pytest.fixture(scope="session")
