@@ -70,7 +70,7 @@ def _job_view(job_id: str, record: dict) -> tuple[dict, str]:
     return view, raw or "[]"
 
 
-def _parse_json_body() -> object:
+def _parse_json_body() -> tuple[object, str]:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     # Refuse an oversized body from its Content-Length, before reading any of it.
     if request.content_length is not None and request.content_length > limit:
@@ -86,7 +86,8 @@ def _parse_json_body() -> object:
         )
     data = request.get_data(cache=False)  # also bounded by MAX_CONTENT_LENGTH when chunked
     try:
-        return json.loads(data)
+        text = data.decode("utf-8")  # RFC 8259: JSON exchanged between systems is UTF-8
+        return json.loads(text), text
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem("malformed-json", f"the body is not valid JSON: {exc}") from None
 
@@ -115,15 +116,14 @@ def _accepted(job_id: str, status: str, replayed: bool = False) -> Response:
 @bp.post("/jobs")
 def submit_job():
     cfg = current_app.config
-    body = _parse_json_body()
+    body, raw = _parse_json_body()
     products = validate_job_body(body, cfg["MAX_PRODUCTS"], cfg["MAX_TEXT_LENGTH"])
     svc = services()
     key = _idempotency_key()
     job_id = str(uuid.uuid4())
     if key is not None:
-        fingerprint = hashlib.sha256(
-            json.dumps(products, sort_keys=True, separators=(",", ":")).encode("utf-8")
-        ).hexdigest()
+        # a retried request repeats its bytes; the fingerprint tells a reused key apart
+        fingerprint = hashlib.sha256(raw.encode("utf-8")).hexdigest()
         earlier = svc.store.claim_idempotency_key(key, job_id, fingerprint, cfg["IDEMPOTENCY_TTL"])
         if earlier is not None:
             if earlier.get("fingerprint") != fingerprint:
@@ -144,9 +144,10 @@ def submit_job():
             headers={"Retry-After": cfg["RETRY_AFTER"]},
             queue_depth=depth,
         )
-    svc.store.create(job_id, len(products), cfg["JOB_TTL"], cfg["QUEUE"])
+    # the products travel in Redis as the validated body received, the message names the job only
+    svc.store.create(job_id, len(products), cfg["JOB_TTL"], cfg["QUEUE"], body=raw)
     try:
-        svc.celery.send_task(CATEGORIZE_TASK, args=(job_id, products), task_id=job_id, queue=cfg["QUEUE"])
+        svc.celery.send_task(CATEGORIZE_TASK, args=(job_id,), task_id=job_id, queue=cfg["QUEUE"])
     except Exception:
         svc.store.delete(job_id)
         if key is not None:

@@ -5,6 +5,10 @@ can tell "queued" from "never existed / expired". One job is::
 
     categorizer:job:<job_id>        hash: status, submitted_at, started_at, finished_at,
                                     model_version, error, count, attempts, ttl, results (JSON)
+    categorizer:job:<job_id>:input  the request body as received (JSON, validated by the web
+                                    tier); the worker reads the products from it and deletes it
+                                    when the job is final. Keeping the input out of the task
+                                    message spares a JSON + base64 round trip of the whole body.
     categorizer:job:<job_id>:done   list holding one token once the job is final; long-polling
                                     readers block on it (BLMOVE onto itself, so every waiter
                                     sees the token and it stays for later ones)
@@ -46,7 +50,7 @@ redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return 'running'
 """
 
-# KEYS: record, done list. ARGV: status, finished_at, model_version, results JSON, error.
+# KEYS: record, done list, input. ARGV: status, finished_at, model_version, results JSON, error.
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
@@ -55,7 +59,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'model_ve
            'results', ARGV[4], 'error', ARGV[5])
 local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '86400')
 redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('RPUSH', KEYS[2], '1')
 redis.call('EXPIRE', KEYS[2], ttl)
 return 1
@@ -73,6 +77,10 @@ def job_key(job_id: str) -> str:
 
 def done_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:done"
+
+
+def input_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:input"
 
 
 def idempotency_key(key: str) -> str:
@@ -95,7 +103,8 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
 
     # -- web side --------------------------------------------------------------------------
-    def create(self, job_id: str, count: int, ttl: int, queue: str) -> dict:
+    def create(self, job_id: str, count: int, ttl: int, queue: str, body: str | None = None) -> dict:
+        """Write a queued job record (and its input ``body``, the request JSON) atomically."""
         record = {
             "status": QUEUED,
             "submitted_at": now_iso(),
@@ -107,11 +116,20 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(job_key(job_id), mapping=record)
         pipe.expire(job_key(job_id), int(ttl))
+        if body is not None:
+            pipe.set(input_key(job_id), body, ex=int(ttl))
         pipe.execute()
         return record
 
     def delete(self, job_id: str) -> None:
-        self.redis.delete(job_key(job_id), done_key(job_id))
+        self.redis.delete(job_key(job_id), done_key(job_id), input_key(job_id))
+
+    def load_products(self, job_id: str) -> list[dict] | None:
+        """The products of a job's stored input body, None if the input is gone."""
+        raw = self.redis.get(input_key(job_id))
+        if raw is None:
+            return None
+        return [{"id": p.get("id"), "text": p["text"]} for p in json.loads(raw)["products"]]
 
     def get(self, job_id: str) -> dict | None:
         """The raw record (``results`` still a JSON string), or None when unknown/expired."""
@@ -172,7 +190,7 @@ class JobStore:
     ) -> bool:
         """Store the outcome once and wake long-polling readers. False if already final/gone."""
         args = [status, now_iso(), model_version, results_json, error]
-        return bool(self._finish(keys=[job_key(job_id), done_key(job_id)], args=args))
+        return bool(self._finish(keys=[job_key(job_id), done_key(job_id), input_key(job_id)], args=args))
 
     def heartbeat(self, hostname: str, info: dict, max_age: float) -> None:
         now = time.time()

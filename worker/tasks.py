@@ -32,10 +32,11 @@ def job_store() -> JobStore:
     retry_backoff_max=30,
     max_retries=10,
 )
-def categorize(job_id: str, products: list[dict]) -> dict:
+def categorize(job_id: str, products: list[dict] | None = None) -> dict:
     """Categorize the products of job ``job_id`` in one batched model call.
 
-    ``products`` is the validated request body's list: ``{"id": optional, "text": str}``.
+    ``products`` (``[{"id": optional, "text": str}]``, validated) may travel in the message;
+    by default they are read from the job's stored input (see ``worker.jobstore``).
     The outcome is stored in the job record exactly once; a redelivered message for a job
     that is already final (or expired) does nothing.
     """
@@ -47,6 +48,11 @@ def categorize(job_id: str, products: list[dict]) -> dict:
     if status in FINAL_STATES:
         log.info("job_skipped job_id=%s reason=already_%s", job_id, status)
         return {"job_id": job_id, "skipped": f"already {status}"}
+    if products is None:
+        products = store.load_products(job_id)
+        if products is None:
+            store.finish(job_id, FAILED, error="the job's input has expired")
+            return {"job_id": job_id, "status": FAILED}
     texts = [p["text"] for p in products]
     try:
         predictions, version = model.categorize(job_id, texts)

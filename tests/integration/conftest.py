@@ -186,9 +186,7 @@ class OpenAPIChecker:
 
     def __init__(self, spec: dict):
         self.spec = spec
-        self.routes = [
-            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path) for path in spec["paths"]
-        ]
+        self.routes = [(re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path) for path in spec["paths"]]
 
     def _schema(self, ref_or_schema: dict) -> dict:
         ref = ref_or_schema.get("$ref")

@@ -20,8 +20,11 @@ PT = "urn:categorizer:problem:"
 OBVIOUS = [
     ("charger", "USB-C fast phone charger 20W wall adapter with type C cable for smartphones", "Electronics"),
     ("shirt", "Men's 100% cotton casual shirt, slim fit, full sleeves, navy blue", "Clothing & Accessories"),
-    ("novel", "The Silent Patient: a novel (paperback), a gripping psychological thriller by Alex Michaelides",
-     "Books"),
+    (
+        "novel",
+        "The Silent Patient: a novel (paperback), a gripping psychological thriller by Alex Michaelides",
+        "Books",
+    ),
     ("bucket", "Stainless steel bucket 12 litre with handle for home cleaning and mopping", "Household"),
 ]
 
@@ -203,9 +206,7 @@ def test_text_at_the_limit_is_accepted(api):
 
 
 def test_too_many_products(api):
-    problem = assert_problem(
-        api.post("/v1/jobs", json={"products": [{"text": "x"}] * 1001}), 422, "too-many-products"
-    )
+    problem = assert_problem(api.post("/v1/jobs", json={"products": [{"text": "x"}] * 1001}), 422, "too-many-products")
     assert problem["errors"][0]["pointer"] == "/products"
     assert problem["max_products"] == 1000
 
@@ -225,8 +226,7 @@ def test_oversized_body_refused_before_it_is_read(live_server):
     host, port = live_server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000000000\r\n\r\n"
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
         )
         data = b""
         while b"\r\n\r\n" not in data:
@@ -382,9 +382,7 @@ def test_cli_submit(live_server, tmp_path):
         json.dumps({"id": "p1", "text": OBVIOUS[2][1]}) + "\n\n" + OBVIOUS[3][1] + "\n", encoding="utf-8"
     )
     cmd = [sys.executable, "-m", "web.cli", "submit", "--url", live_server.url]
-    proc = subprocess.run(
-        [*cmd, OBVIOUS[0][1], "--file", str(products)], capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([*cmd, OBVIOUS[0][1], "--file", str(products)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(r["id"], r["category"]) for r in lines] == [(None, "Electronics"), ("p1", "Books"), (None, "Household")]

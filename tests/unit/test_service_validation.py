@@ -17,8 +17,9 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 @pytest.fixture
 def app():
-    return create_app({"REDIS_URL": DEAD_REDIS, "TESTING": True, "MAX_PRODUCTS": 3, "MAX_TEXT_LENGTH": 10,
-                       "MAX_CONTENT_LENGTH": 2000})
+    return create_app(
+        {"REDIS_URL": DEAD_REDIS, "TESTING": True, "MAX_PRODUCTS": 3, "MAX_TEXT_LENGTH": 10, "MAX_CONTENT_LENGTH": 2000}
+    )
 
 
 @pytest.fixture
@@ -65,13 +66,13 @@ def test_errors_are_capped():
 def test_http_validation_problems(client):
     problem(client.post("/v1/jobs", data="{", content_type="application/json"), 400, "malformed-json")
     problem(client.post("/v1/jobs", data="{}", content_type="text/plain"), 415, "unsupported-media-type")
-    body = problem(client.post("/v1/jobs", json={"products": [{"text": "ok"}, {"text": ""}]}), 422,
-                   "validation-error")
+    body = problem(client.post("/v1/jobs", json={"products": [{"text": "ok"}, {"text": ""}]}), 422, "validation-error")
     assert body["errors"] == [{"pointer": "/products/1/text", "code": "empty", "detail": "must not be empty"}]
     assert body["instance"] == "/v1/jobs"
     problem(client.post("/v1/jobs", json={"products": [{"text": "a"}] * 4}), 422, "too-many-products")
-    problem(client.post("/v1/jobs", json={"products": [{"text": "a" * 5}] * 3, "pad": "p" * 3000}), 413,
-            "payload-too-large")
+    problem(
+        client.post("/v1/jobs", json={"products": [{"text": "a" * 5}] * 3, "pad": "p" * 3000}), 413, "payload-too-large"
+    )
 
 
 def test_http_error_handlers(client):
@@ -132,7 +133,10 @@ def test_read_products_mixes_json_lines_and_text():
 
 
 def test_problem_error_carries_details():
-    exc = ProblemError(422, {"type": PT + "validation-error", "title": "t", "detail": "d",
-                             "errors": [{"pointer": "/products"}]}, {"Retry-After": "3"})
+    exc = ProblemError(
+        422,
+        {"type": PT + "validation-error", "title": "t", "detail": "d", "errors": [{"pointer": "/products"}]},
+        {"Retry-After": "3"},
+    )
     assert exc.errors[0]["pointer"] == "/products" and exc.retry_after == 3.0
     assert "422" in str(exc)
