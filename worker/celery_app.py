@@ -9,6 +9,7 @@ Settings (environment):
 ``REDIS_URL``                         broker and result backend (default ``redis://localhost:6379/0``)
 ``CATEGORIZER_VISIBILITY_TIMEOUT``    seconds before an unacknowledged message is delivered again
                                       (default 3600; short in fault tests)
+``CATEGORIZER_RESTORE_INTERVAL``      seconds between a worker's sweeps for such messages (default 10)
 ``CATEGORIZER_RESULT_EXPIRES``        seconds Celery keeps its own task results (default 3600)
 ``CATEGORIZER_PREFETCH_MULTIPLIER``   messages reserved per worker process (default 1)
 """
@@ -60,6 +61,10 @@ def make_celery(redis_url: str | None = None) -> Celery:
         worker_prefetch_multiplier=_env_int("CATEGORIZER_PREFETCH_MULTIPLIER", 1),
         broker_transport_options={
             "visibility_timeout": _env_int("CATEGORIZER_VISIBILITY_TIMEOUT", 3600),
+            # How often a worker looks for unacknowledged messages older than the visibility
+            # timeout (kombu's default sweep is 10 s x throttle 10 = ~100 s).
+            "unacked_restore_interval": _env_int("CATEGORIZER_RESTORE_INTERVAL", 10),
+            "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
         # The service keeps its own job records; Celery's results are a small summary only.
