@@ -197,8 +197,11 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(WORKERS_KEY, {hostname: now})
         pipe.hset(WORKERS_INFO_KEY, hostname, json.dumps(info))
-        pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - 10 * max_age)
-        pipe.execute()
+        pipe.zrangebyscore(WORKERS_KEY, "-inf", now - 60 * max_age)
+        stale = pipe.execute()[-1]
+        if stale:  # workers gone without a clean shutdown (killed): forget them
+            self.redis.zrem(WORKERS_KEY, *stale)
+            self.redis.hdel(WORKERS_INFO_KEY, *stale)
 
     def remove_worker(self, hostname: str) -> None:
         pipe = self.redis.pipeline(transaction=False)

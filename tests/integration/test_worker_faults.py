@@ -14,6 +14,7 @@ from web.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+NOVEL = "The Silent Patient: a novel (paperback), a gripping psychological thriller by Alex Michaelides"
 FAST_REDELIVERY = {"CATEGORIZER_VISIBILITY_TIMEOUT": "2", "CATEGORIZER_RESTORE_INTERVAL": "1"}
 
 
@@ -50,3 +51,23 @@ def test_job_survives_sigkill_of_its_worker(redis_factory, worker_factory, serve
     while r.hlen("unacked"):
         assert time.monotonic() < deadline, "the redelivered message was never acknowledged"
         time.sleep(0.05)
+
+
+def test_queued_job_survives_a_redis_restart(tmp_path, server_factory, worker_factory):
+    """The embedded mode's promise: Redis persists (AOF) in the data dir, queued jobs survive."""
+    from web.services import RedisServer
+
+    data_dir = tmp_path / "redis"
+    first = RedisServer(data_dir).start()
+    try:
+        job = Client(server_factory(first.url()).url).submit([{"id": "q", "text": NOVEL}])
+        assert job.status == "queued"  # no worker yet
+    finally:
+        first.stop()  # SIGTERM: redis-server flushes the append-only file
+    second = RedisServer(data_dir).start()  # another port, same data
+    try:
+        worker_factory(second.url())
+        job = Client(server_factory(second.url()).url).job(job.id).wait(timeout=60)
+        assert [(r["id"], r["category"]) for r in job.results()] == [("q", "Books")]
+    finally:
+        second.stop()
