@@ -20,7 +20,7 @@ RUN pip install -c constraints.txt ".[serve]"
 USER app
 EXPOSE 8000
 # web by default; the worker service overrides the command
-CMD ["gunicorn", "--worker-class", "gthread", "--workers", "2", "--threads", "32", \
+CMD ["gunicorn", "--worker-class", "gthread", "--workers", "2", "--threads", "64", \
      "--bind", "0.0.0.0:8000", "--graceful-timeout", "10", "web.wsgi:app"]
 
 FROM base AS train

@@ -172,7 +172,7 @@ def main() -> int:
             "service": url
             if args.url
             else "own: redis-server (AOF) + 1 celery worker (prefork, concurrency 1) "
-            "+ gunicorn gthread (1 process, 32 threads)",
+            "+ gunicorn gthread (1 process, 64 threads)",
             "model_version": read_current(),
             "ort_threads": threads,
             "single_product_jobs": run_singles(session, url, singles),

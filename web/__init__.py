@@ -5,7 +5,7 @@
 can be), then ``REDIS_URL``, then the ``config`` mapping (tests). The web tier imports the
 Celery *app* only and sends tasks by name; it never imports ONNX Runtime or model code.
 
-Production: ``gunicorn -k gthread --threads 32 'web.wsgi:app'`` (see docs/service.md).
+Production: ``gunicorn -k gthread --threads 64 'web.wsgi:app'`` (see docs/service.md).
 """
 
 from __future__ import annotations

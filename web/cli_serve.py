@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=32,
-        help="threads per gunicorn process: concurrent requests, incl. long-polls (default 32)",
+        default=64,
+        help="threads per gunicorn process: concurrent requests, incl. long-polls (default 64)",
     )
     p.add_argument(
         "--data-dir",

@@ -312,7 +312,7 @@ def wait_worker(
         store.redis.close()
 
 
-def web_argv(host: str, port: int, *, workers: int = 1, threads: int = 32, loglevel: str = "info") -> list[str]:
+def web_argv(host: str, port: int, *, workers: int = 1, threads: int = 64, loglevel: str = "info") -> list[str]:
     """gunicorn with the threaded worker class: long-poll requests each hold a thread, not a process."""
     return [
         sys.executable,
@@ -342,7 +342,7 @@ def start_web(
     port: int | None = None,
     *,
     workers: int = 1,
-    threads: int = 32,
+    threads: int = 64,
     env: dict | None = None,
     log_path: Path | None = None,
 ) -> ManagedProcess:

@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: ``gunicorn -k gthread --threads 32 web.wsgi:app``."""
+"""WSGI entry point for gunicorn: ``gunicorn -k gthread --threads 64 web.wsgi:app``."""
 
 from web import create_app
 
