@@ -116,9 +116,9 @@ def run_serve(args: argparse.Namespace) -> int:
             mode = f"external Redis {redis_url}"
         else:
             data_dir = args.data_dir / "redis"
-            redis_server = RedisServer(data_dir).start()
+            redis_server = RedisServer(data_dir, log_path=args.data_dir / "redis.log").start()
             redis_url = redis_server.url()
-            mode = f"embedded Redis {redis_url} (data in {data_dir.resolve()})"
+            mode = f"embedded Redis {redis_url} (data and redis.log in {args.data_dir.resolve()})"
         worker = start_worker(redis_url, concurrency=args.workers, hostname=f"serve-{os.getpid()}@%h")
         procs.append(worker)
         web = start_web(redis_url, args.host, args.port, workers=args.web_workers, threads=args.threads)
