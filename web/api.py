@@ -90,6 +90,8 @@ def _parse_json_body() -> tuple[object, str]:
         return json.loads(text), text
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem("malformed-json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem("malformed-json", "the body is nested too deeply") from None
 
 
 def _idempotency_key() -> str | None:
@@ -181,6 +183,8 @@ def _wait_seconds() -> float:
             f"wait must be a number of seconds >= 0 (got {raw[:40]!r})",
             errors=[{"parameter": "wait", "code": "invalid", "detail": "must be a number >= 0"}],
         )
+    if wait < 0.01:  # Redis reads a blocking timeout that rounds to 0 ms as "forever"
+        return 0.0
     return min(wait, float(current_app.config["MAX_WAIT"]))
 
 

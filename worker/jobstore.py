@@ -138,7 +138,7 @@ class JobStore:
 
     def wait_done(self, job_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until the job is final. True when it is."""
-        if timeout <= 0:
+        if timeout < 0.01:  # a timeout that rounds to 0 ms would block forever in Redis
             return False
         key = done_key(job_id)
         return self.redis.blmove(key, key, timeout, "LEFT", "RIGHT") is not None

@@ -99,6 +99,8 @@ def test_long_poll_returns_finished_job(api):
     assert job["status"] == "succeeded"
     assert job["results"][0]["category"] == "Electronics"
     # a finished job answers at once, also with a wait
+    tiny = api.get(f"/v1/jobs/{job_id}?wait=0.0001")  # rounds to 0 ms: must not block forever
+    assert tiny.json()["status"] == "succeeded"
     again = api.get(f"/v1/jobs/{job_id}?wait=5")
     assert again.json() == job
     assert "Retry-After" not in again.headers

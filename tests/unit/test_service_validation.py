@@ -18,7 +18,13 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 @pytest.fixture
 def app():
     return create_app(
-        {"REDIS_URL": DEAD_REDIS, "TESTING": True, "MAX_PRODUCTS": 3, "MAX_TEXT_LENGTH": 10, "MAX_CONTENT_LENGTH": 2000}
+        {
+            "REDIS_URL": DEAD_REDIS,
+            "TESTING": True,
+            "MAX_PRODUCTS": 3,
+            "MAX_TEXT_LENGTH": 10,
+            "MAX_CONTENT_LENGTH": 250_000,
+        }
     )
 
 
@@ -71,8 +77,15 @@ def test_http_validation_problems(client):
     assert body["instance"] == "/v1/jobs"
     problem(client.post("/v1/jobs", json={"products": [{"text": "a"}] * 4}), 422, "too-many-products")
     problem(
-        client.post("/v1/jobs", json={"products": [{"text": "a" * 5}] * 3, "pad": "p" * 3000}), 413, "payload-too-large"
+        client.post("/v1/jobs", json={"products": [{"text": "a" * 5}] * 3, "pad": "p" * 300_000}),
+        413,
+        "payload-too-large",
     )
+
+
+def test_deeply_nested_json_is_a_400(client):
+    body = "[" * 100_000 + "]" * 100_000
+    problem(client.post("/v1/jobs", data=body, content_type="application/json"), 400, "malformed-json")
 
 
 def test_http_error_handlers(client):
