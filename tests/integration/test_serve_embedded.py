@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from tests.integration.samples import CHARGER
 from web.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,7 +49,7 @@ def test_serve_embedded_end_to_end(tmp_path, models_dir):
         wait_ready(url, proc)
         resp = requests.post(
             url + "/v1/jobs",
-            json={"products": [{"id": "c1", "text": "USB-C fast phone charger 20W wall adapter with cable"}]},
+            json={"products": [{"id": "c1", "text": CHARGER[1]}]},
             timeout=10,
         )
         assert resp.status_code == 202, resp.text

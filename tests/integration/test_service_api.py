@@ -10,23 +10,13 @@ import uuid
 import pytest
 import redis
 
+from tests.integration.samples import OBVIOUS
 from web.client import Client, ProblemError
 from worker.jobstore import job_key
 
 pytestmark = pytest.mark.integration
 
 PT = "urn:categorizer:problem:"
-
-OBVIOUS = [
-    ("charger", "USB-C fast phone charger 20W wall adapter with type C cable for smartphones", "Electronics"),
-    ("shirt", "Men's 100% cotton casual shirt, slim fit, full sleeves, navy blue", "Clothing & Accessories"),
-    (
-        "novel",
-        "The Silent Patient: a novel (paperback), a gripping psychological thriller by Alex Michaelides",
-        "Books",
-    ),
-    ("bucket", "Stainless steel bucket 12 litre with handle for home cleaning and mopping", "Household"),
-]
 
 
 def submit(api, products, **kwargs):
@@ -358,7 +348,7 @@ def test_client_submit_wait_results(live_server):
     assert job.done and job.status == "succeeded"
     assert [r["category"] for r in results] == ["Electronics", "Clothing & Accessories"]
     assert [r["id"] for r in results] == [None, "s"]
-    assert client.categorize(["a paperback novel"])[0]["category"] == "Books"
+    assert client.categorize([OBVIOUS[2][1]])[0]["category"] == "Books"
     assert client.health() == {"status": "ok"}
     assert client.ready()["status"] == "ready"
 

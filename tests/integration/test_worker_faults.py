@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.integration.samples import BUCKET, NOVEL
 from web.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-NOVEL = "The Silent Patient: a novel (paperback), a gripping psychological thriller by Alex Michaelides"
 FAST_REDELIVERY = {"CATEGORIZER_VISIBILITY_TIMEOUT": "2", "CATEGORIZER_RESTORE_INTERVAL": "1"}
 
 
@@ -33,7 +33,7 @@ def test_job_survives_sigkill_of_its_worker(redis_factory, worker_factory, serve
     for pid in pool:  # the pool cannot run the task: the message stays reserved, unacknowledged
         os.kill(pid, signal.SIGSTOP)
     client = Client(server_factory(url).url)
-    job = client.submit([{"id": "k", "text": "Stainless steel bucket 12 litre for home cleaning"}])
+    job = client.submit([{"id": "k", "text": BUCKET[1]}])
     r = redis.Redis.from_url(url)
     deadline = time.monotonic() + 20
     while r.hlen("unacked") == 0:
@@ -60,7 +60,7 @@ def test_queued_job_survives_a_redis_restart(tmp_path, server_factory, worker_fa
     data_dir = tmp_path / "redis"
     first = RedisServer(data_dir).start()
     try:
-        job = Client(server_factory(first.url()).url).submit([{"id": "q", "text": NOVEL}])
+        job = Client(server_factory(first.url()).url).submit([{"id": "q", "text": NOVEL[1]}])
         assert job.status == "queued"  # no worker yet
     finally:
         first.stop()  # SIGTERM: redis-server flushes the append-only file
