@@ -67,8 +67,8 @@ return 1
 
 
 def now_iso() -> str:
-    """The current UTC time as ISO 8601 with milliseconds (``2025-01-31T12:00:00.123Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as ISO 8601 with microseconds (``2025-01-31T12:00:00.123456Z``)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def job_key(job_id: str) -> str:
