@@ -111,6 +111,7 @@ def set_current(models_dir: Path, version: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".current-")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(version + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; workers may run as another user
     os.replace(tmp, models_dir / CURRENT)
 
 

@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default {d.epochs})")
     p.add_argument("--seq-len", type=int, default=d.seq_len, help=f"tokens kept per text (default {d.seq_len})")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size, help=f"vocabulary size (default {d.vocab_size})")
+    p.add_argument(
+        "--min-count", type=int, default=d.min_count, help="keep words seen in at least this many training texts"
+    )
     p.add_argument("--embed-dim", type=int, default=d.embed_dim)
     p.add_argument("--lstm-units", type=int, default=d.lstm_units)
     p.add_argument("--dense-units", type=int, default=d.dense_units)
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seq_len=args.seq_len,
         vocab_size=args.vocab_size,
+        min_count=args.min_count,
         embed_dim=args.embed_dim,
         lstm_units=args.lstm_units,
         dense_units=args.dense_units,

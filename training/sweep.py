@@ -29,6 +29,16 @@ GRID: dict[str, dict] = {
     "dropout 0.5": {"dropout": 0.5},
     "embed 128": {"embed_dim": 128},
     "lr 1e-3 patience 3": {"learning_rate": 1e-3, "patience": 3},
+    # second round: the two winners of the first round together, then one change each
+    "R2 embed 128 + dropout 0.5": {"embed_dim": 128, "dropout": 0.5},
+    "R2 + last+mean pooling": {"embed_dim": 128, "dropout": 0.5, "pooling": "last+mean"},
+    "R2 + embed dropout 0.2": {"embed_dim": 128, "dropout": 0.5, "embed_dropout": 0.2},
+    "R2 + seq_len 128": {"embed_dim": 128, "dropout": 0.5, "seq_len": 128},
+    # third round, after the vocabulary was fitted on the kept (first seq_len) tokens only;
+    # embed 128 + dropout 0.5 are now the defaults
+    "R3 vocab from kept tokens": {},
+    "R3 + min_count 2": {"min_count": 2},
+    "R3 + min_count 3": {"min_count": 3},
 }
 
 

@@ -46,11 +46,16 @@ class Tokenizer:
 
     @classmethod
     def fit(cls, texts: Iterable[str], vocab_size: int, seq_len: int, min_count: int = 1) -> Tokenizer:
-        """Keep the ``vocab_size - 2`` most frequent words (by document frequency)."""
+        """Keep the ``vocab_size - 2`` most frequent words (by document frequency).
+
+        Only the words the model will see (the first ``seq_len`` of each text) are counted:
+        a word that only occurs further on would get an embedding that training never updates.
+        Words seen in fewer than ``min_count`` texts map to the OOV id.
+        """
         counts: Counter[str] = Counter()
         probe = cls([], seq_len)
         for text in texts:
-            counts.update(set(probe.tokens(text, limit=None)))
+            counts.update(set(probe.tokens(text)))
         # Sort by frequency then word, so that fitting is deterministic.
         ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
         return cls(ranked[: max(0, vocab_size - 2)], seq_len)

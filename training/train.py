@@ -35,10 +35,11 @@ class TrainConfig:
     epochs: int = 12
     seq_len: int = 64
     vocab_size: int = 20000
-    embed_dim: int = 64
+    min_count: int = 1
+    embed_dim: int = 128
     lstm_units: int = 64
     dense_units: int = 64
-    dropout: float = 0.3
+    dropout: float = 0.5
     embed_dropout: float = 0.0
     pooling: str = "last"
     learning_rate: float = 2e-3
@@ -121,7 +122,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     split = split_dataset(texts, y, cfg.val_size, cfg.test_size, cfg.seed)
     log.info("split: %s", split.stats)
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = split.train, split.val, split.test
-    tokenizer = Tokenizer.fit(x_tr, cfg.vocab_size, cfg.seq_len)
+    tokenizer = Tokenizer.fit(x_tr, cfg.vocab_size, cfg.seq_len, cfg.min_count)
     label_id = {lb: i for i, lb in enumerate(labels)}
     ids_tr, ids_va = tokenizer.encode(x_tr), tokenizer.encode(x_va)
     t_tr = np.array([label_id[v] for v in y_tr], dtype=np.int32)
@@ -167,7 +168,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if tmp_dir.exists():
         shutil.rmtree(tmp_dir)
     tmp_dir.mkdir()
-    model.save(tmp_dir / "model.keras")
+    _save_without_optimizer(model, tmp_dir / "model.keras")
     keras_to_onnx(model, tmp_dir / "model.onnx")
     parity = check_parity(model, tmp_dir / "model.onnx", ids_va)
     tokenizer.save(tmp_dir / "tokenizer.json")
@@ -247,6 +248,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     if published:
         set_current(models_dir, version)
     return TrainResult(final_dir, metrics, published, failures)
+
+
+def _save_without_optimizer(model, path: Path) -> None:
+    """Save the network without its optimizer state (Adam's moments would triple the file)."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.save(path)
 
 
 def config_dict(cfg: TrainConfig) -> dict:
