@@ -154,7 +154,7 @@ class RedisServer:
         appendonly: bool = True,
         log_path: Path | None = None,
     ):
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.port = port or free_port(host)
         self.appendonly = appendonly

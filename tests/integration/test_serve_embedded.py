@@ -35,10 +35,10 @@ def test_serve_embedded_end_to_end(tmp_path, models_dir):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["CATEGORIZER_MODEL_DIR"] = str(models_dir)
     env["CATEGORIZER_HEARTBEAT_INTERVAL"] = "0.5"
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path / ".categorizer"  # the default, relative to the working directory
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "web.cli", "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,  # a fresh directory: nothing but the command and the model
         stdout=log,
