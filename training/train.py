@@ -35,7 +35,7 @@ class TrainConfig:
     epochs: int = 12
     seq_len: int = 64
     vocab_size: int = 20000
-    min_count: int = 1
+    min_count: int = 2
     embed_dim: int = 128
     lstm_units: int = 64
     dense_units: int = 64
@@ -254,9 +254,10 @@ def _save_without_optimizer(model, path: Path) -> None:
     """Save the network without its optimizer state (Adam's moments would triple the file)."""
     import keras
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    clone.save(path)
+    # from_config gives an uncompiled twin: same layers and names, no optimizer to save
+    twin = keras.Model.from_config(model.get_config())
+    twin.set_weights(model.get_weights())
+    twin.save(path)
 
 
 def config_dict(cfg: TrainConfig) -> dict:
