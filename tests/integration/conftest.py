@@ -2,8 +2,9 @@
 
 Reusable building blocks (later suites, e.g. catalogs, use the same ones):
 
-``redis_url``        session Redis: 127.0.0.1:6379 db ``CATEGORIZER_TEST_REDIS_DB`` (default 11,
-                     flushed before and after) if reachable, else a private redis-server
+``redis_url``        session Redis: a private redis-server on a free port (or, with
+                     ``CATEGORIZER_TEST_SHARED_REDIS=1``, 127.0.0.1:6379 db
+                     ``CATEGORIZER_TEST_REDIS_DB``, default 11, flushed before and after)
 ``redis_factory``    start private redis-servers (own port and data dir; safe to kill)
 ``worker_factory``   start real ``celery -A worker.celery_app worker`` processes
 ``worker``           one worker (prefork, concurrency 1) on ``redis_url``, shared by the session
@@ -68,13 +69,16 @@ def redis_factory(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def redis_url(redis_factory) -> str:
+    # A private redis-server per test session by default: concurrent test sessions (several
+    # developers, CI) never flush each other's data. CATEGORIZER_TEST_SHARED_REDIS=1 uses the
+    # machine's Redis at 127.0.0.1:6379 (database CATEGORIZER_TEST_REDIS_DB) instead.
     override = os.environ.get("CATEGORIZER_TEST_REDIS_URL")
     if override:
         url = override
-    elif redis_reachable(f"{SHARED_REDIS}/0"):
+    elif os.environ.get("CATEGORIZER_TEST_SHARED_REDIS") == "1" and redis_reachable(f"{SHARED_REDIS}/0"):
         url = f"{SHARED_REDIS}/{TEST_DB}"
     else:
-        url = redis_factory().url()
+        url = redis_factory(appendonly=False).url()
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
