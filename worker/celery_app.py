@@ -77,6 +77,8 @@ def make_celery(redis_url: str | None = None) -> Celery:
         timezone="UTC",
         enable_utc=True,
     )
+    # Prometheus exporter of the workers (signal handlers; on when CATEGORIZER_WORKER_METRICS_PORT is set)
+    app.conf.include = [*app.conf.include, "worker.metrics"]
     from worker.heartbeat import Heartbeat
 
     app.steps["consumer"].add(Heartbeat)

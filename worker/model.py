@@ -89,6 +89,10 @@ class ModelHolder:
 #: The holder of this process.
 holder = ModelHolder()
 
+#: Called after every model call as ``hook(size=, unique=, seconds=, model_version=)`` (metrics,
+#: see ``worker.metrics``). A hook must be cheap and must not raise.
+BATCH_HOOKS: list = []
+
 
 @signals.worker_process_init.connect
 def _load_after_fork(**_kwargs) -> None:
@@ -116,12 +120,15 @@ def categorize(job_id: str, texts: list[str]) -> tuple[list[dict], str]:
         positions.append(k)
     predictions = bundle.predict(unique)
     out = [predictions[k] for k in positions]
+    seconds = time.perf_counter() - started
+    for hook in BATCH_HOOKS:
+        hook(size=len(texts), unique=len(unique), seconds=seconds, model_version=bundle.version)
     log.info(
         "batch job_id=%s size=%d unique=%d latency_ms=%.2f model_version=%s pid=%d",
         job_id,
         len(texts),
         len(unique),
-        (time.perf_counter() - started) * 1000,
+        seconds * 1000,
         bundle.version,
         os.getpid(),
     )
