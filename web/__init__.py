@@ -27,6 +27,11 @@ DEFAULTS = {
     # back-pressure
     "QUEUE": "interactive",  # Celery queue for interactive jobs
     "MAX_QUEUE_DEPTH": 1000,  # queued messages beyond which POST answers 503
+    # micro-batching (docs/microbatching.md): jobs of at most MICROBATCH_MAX_PRODUCTS products go
+    # to BATCH_QUEUE, whose workers categorize many of them in one model call
+    "MICROBATCH": False,
+    "MICROBATCH_MAX_PRODUCTS": 32,
+    "BATCH_QUEUE": "interactive-batch",
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
     # readiness
     "WORKER_TTL": 10,  # seconds since a worker's last heartbeat for it to count as alive

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, request, url_for
 
 from web.problems import Problem
 from web.validation import validate_job_body
-from worker.celery_app import CATEGORIZE_TASK, make_celery
+from worker.celery_app import CATEGORIZE_BATCH_TASK, CATEGORIZE_TASK, make_celery
 from worker.jobstore import FAILED, FINAL_STATES, JobStore, connect
 
 log = logging.getLogger("categorizer.web")
@@ -136,7 +136,12 @@ def submit_job():
                 )
             record = svc.store.get(earlier["job_id"]) or {}
             return _accepted(earlier["job_id"], record.get("status", "queued"), replayed=True)
-    depth = svc.store.queue_depth(cfg["QUEUE"])
+    # micro-batching: small jobs go to the batch queue (one model call for many jobs)
+    if cfg["MICROBATCH"] and len(products) <= cfg["MICROBATCH_MAX_PRODUCTS"]:
+        task, queue = CATEGORIZE_BATCH_TASK, cfg["BATCH_QUEUE"]
+    else:
+        task, queue = CATEGORIZE_TASK, cfg["QUEUE"]
+    depth = svc.store.queue_depth(queue)
     if depth > cfg["MAX_QUEUE_DEPTH"]:
         if key is not None:
             svc.store.release_idempotency_key(key)
@@ -147,15 +152,15 @@ def submit_job():
             queue_depth=depth,
         )
     # the products travel in Redis as the validated body received, the message names the job only
-    svc.store.create(job_id, len(products), cfg["JOB_TTL"], cfg["QUEUE"], body=raw)
+    svc.store.create(job_id, len(products), cfg["JOB_TTL"], queue, body=raw)
     try:
-        svc.celery.send_task(CATEGORIZE_TASK, args=(job_id,), task_id=job_id, queue=cfg["QUEUE"])
+        svc.celery.send_task(task, args=(job_id,), task_id=job_id, queue=queue)
     except Exception:
         svc.store.delete(job_id)
         if key is not None:
             svc.store.release_idempotency_key(key)
         raise
-    log.info("job_queued job_id=%s count=%d queue=%s", job_id, len(products), cfg["QUEUE"])
+    log.info("job_queued job_id=%s count=%d queue=%s", job_id, len(products), queue)
     return _accepted(job_id, "queued")
 
 

@@ -27,8 +27,12 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 #: big catalog never starves interactive requests.
 INTERACTIVE_QUEUE = "interactive"
 
+#: Queue for small interactive jobs when micro-batching is on (see ``worker.batching``).
+BATCH_QUEUE = "interactive-batch"
+
 #: Explicit task names: the web tier sends tasks by name and never imports ``worker.tasks``.
 CATEGORIZE_TASK = "categorizer.categorize"
+CATEGORIZE_BATCH_TASK = "categorizer.categorize_batch"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -43,7 +47,7 @@ def redis_url_from_env() -> str:
 def make_celery(redis_url: str | None = None) -> Celery:
     """A configured Celery app for ``redis_url`` (default: ``REDIS_URL``)."""
     url = redis_url or redis_url_from_env()
-    app = Celery("categorizer", broker=url, backend=url, include=["worker.tasks"])
+    app = Celery("categorizer", broker=url, backend=url, include=["worker.tasks", "worker.batching"])
     app.conf.update(
         # JSON only: nothing is ever pickled.
         task_serializer="json",
@@ -70,8 +74,14 @@ def make_celery(redis_url: str | None = None) -> Celery:
         # The service keeps its own job records; Celery's results are a small summary only.
         result_expires=_env_int("CATEGORIZER_RESULT_EXPIRES", 3600),
         task_default_queue=INTERACTIVE_QUEUE,
-        task_queues=(Queue(INTERACTIVE_QUEUE, routing_key=INTERACTIVE_QUEUE),),
-        task_routes={CATEGORIZE_TASK: {"queue": INTERACTIVE_QUEUE}},
+        task_queues=(
+            Queue(INTERACTIVE_QUEUE, routing_key=INTERACTIVE_QUEUE),
+            Queue(BATCH_QUEUE, routing_key=BATCH_QUEUE),
+        ),
+        task_routes={
+            CATEGORIZE_TASK: {"queue": INTERACTIVE_QUEUE},
+            CATEGORIZE_BATCH_TASK: {"queue": BATCH_QUEUE},
+        },
         task_track_started=False,
         worker_send_task_events=False,
         timezone="UTC",
@@ -82,6 +92,9 @@ def make_celery(redis_url: str | None = None) -> Celery:
     from worker.heartbeat import Heartbeat
 
     app.steps["consumer"].add(Heartbeat)
+    from worker.batch_prefetch import BatchPrefetch
+
+    app.steps["consumer"].add(BatchPrefetch)
     return app
 
 

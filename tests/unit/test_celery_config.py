@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.celery_app import CATEGORIZE_TASK, INTERACTIVE_QUEUE, make_celery
+from worker.celery_app import BATCH_QUEUE, CATEGORIZE_BATCH_TASK, CATEGORIZE_TASK, INTERACTIVE_QUEUE, make_celery
 
 
 def test_json_only_acks_late_and_queues(monkeypatch):
@@ -20,7 +20,8 @@ def test_json_only_acks_late_and_queues(monkeypatch):
     assert conf.broker_transport_options["visibility_timeout"] == 7
     assert conf.broker_transport_options["unacked_restore_interval"] == 2
     assert conf.task_routes[CATEGORIZE_TASK]["queue"] == INTERACTIVE_QUEUE
-    assert [q.name for q in conf.task_queues] == [INTERACTIVE_QUEUE]
+    assert conf.task_routes[CATEGORIZE_BATCH_TASK]["queue"] == BATCH_QUEUE
+    assert {INTERACTIVE_QUEUE, BATCH_QUEUE} <= {q.name for q in conf.task_queues}
 
 
 def test_redis_url_from_environment(monkeypatch):
