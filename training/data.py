@@ -7,11 +7,11 @@ and files with a ``category,text`` or ``label,text`` header row.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from training import LABELS
+from training.bundle import sha256_file
 from training.text import clean_text
 
 HEADER_NAMES = {"category", "label"}
@@ -27,14 +27,6 @@ class Dataset:
     labels: list[str]
     sha256: str
     stats: dict = field(default_factory=dict)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_dataset(path: str | Path, labels: tuple[str, ...] = LABELS) -> Dataset:
@@ -80,7 +72,7 @@ def load_dataset(path: str | Path, labels: tuple[str, ...] = LABELS) -> Dataset:
         "rows_after_cleaning": len(texts),
         "per_label": {lb: out_labels.count(lb) for lb in labels},
     }
-    return Dataset(texts=texts, labels=out_labels, sha256=file_sha256(path), stats=stats)
+    return Dataset(texts=texts, labels=out_labels, sha256=sha256_file(path), stats=stats)
 
 
 def load_ood(path: str | Path, labels: tuple[str, ...] = LABELS) -> Dataset:
@@ -99,4 +91,4 @@ def load_ood(path: str | Path, labels: tuple[str, ...] = LABELS) -> Dataset:
             if text:
                 texts.append(text)
                 out_labels.append(label)
-    return Dataset(texts=texts, labels=out_labels, sha256=file_sha256(path), stats={"rows": len(texts)})
+    return Dataset(texts=texts, labels=out_labels, sha256=sha256_file(path), stats={"rows": len(texts)})
