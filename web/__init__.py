@@ -33,6 +33,8 @@ DEFAULTS = {
     "MICROBATCH_MAX_PRODUCTS": 32,
     "BATCH_QUEUE": "interactive-batch",
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
+    # low-confidence review (web.review): results below this confidence carry needs_review: true
+    "REVIEW_THRESHOLD": 0.9,
     # readiness
     "WORKER_TTL": 10,  # seconds since a worker's last heartbeat for it to count as alive
 }
@@ -51,6 +53,15 @@ def create_app(config: dict | None = None) -> Flask:
     from web.problems import register_error_handlers
 
     register_error_handlers(app)
+
+    # operator endpoints (/metrics, /v1/stats) and the web page at /
+    from web.ops import bp as ops_bp
+    from web.ops import init_metrics
+    from web.ui import bp as ui_bp
+
+    init_metrics(app)
+    app.register_blueprint(ops_bp)
+    app.register_blueprint(ui_bp)
 
     from web.api import bp as api_bp
     from web.api import init_services

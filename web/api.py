@@ -13,6 +13,7 @@ from celery import Celery
 from flask import Blueprint, Flask, Response, current_app, request, url_for
 
 from web.problems import Problem
+from web.review import mark_results_json
 from web.validation import validate_job_body
 from worker.celery_app import CATEGORIZE_BATCH_TASK, CATEGORIZE_TASK, make_celery
 from worker.jobstore import FAILED, FINAL_STATES, JobStore, connect
@@ -205,6 +206,7 @@ def get_job(job_id: str):
         store.wait_done(job_id, wait)
         record = store.get(job_id) or record
     view, raw = _job_view(job_id, record)
+    raw = mark_results_json(raw, current_app.config["REVIEW_THRESHOLD"])  # needs_review, see web.review
     resp = _json_response(view, raw_results=raw)
     if view["status"] not in FINAL_STATES:
         resp.headers["Retry-After"] = "1"

@@ -261,4 +261,8 @@ def build_spec(config: dict) -> dict:
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(build_spec(current_app.config))
+    from web.ops_openapi import extend as ops_extend
+
+    spec = build_spec(current_app.config)
+    ops_extend(spec, current_app.config)  # /metrics, /v1/stats, the web page, needs_review
+    return jsonify(spec)
