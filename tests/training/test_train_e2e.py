@@ -22,32 +22,17 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     )
 
 
+def train_cli(models, version: str, rows: int, epochs: int, seq_len: int, vocab: int, *extra: str, check=True):
+    """``categorizer train`` on a seeded subset of the real data into ``models``."""
+    args = ["train", "--data", str(DATASET), "--models", str(models), "--version", version, "--quiet"]
+    args += ["--max-rows", str(rows), "--epochs", str(epochs), "--seq-len", str(seq_len), "--vocab-size", str(vocab)]
+    return run_cli(*args, *extra, check=check)
+
+
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
-    proc = run_cli(
-        "train",
-        "--data",
-        str(DATASET),
-        "--models",
-        str(models),
-        "--max-rows",
-        "600",
-        "--epochs",
-        "2",
-        "--seq-len",
-        "32",
-        "--vocab-size",
-        "3000",
-        "--ood",
-        str(OOD),
-        "--version",
-        "v-tiny",
-        "--publish",
-        "--logdir",
-        str(models / "tb"),
-        "--quiet",
-    )
+    proc = train_cli(models, "v-tiny", 600, 2, 32, 3000, "--ood", str(OOD), "--publish", "--logdir", str(models / "tb"))
     return models, json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
@@ -92,28 +77,7 @@ def test_predict_cli_uses_the_new_bundle(tiny_bundle):
 
 def test_quality_gate_refuses_and_keeps_bundle(tiny_bundle):
     models, _ = tiny_bundle
-    proc = run_cli(
-        "train",
-        "--data",
-        str(DATASET),
-        "--models",
-        str(models),
-        "--max-rows",
-        "300",
-        "--epochs",
-        "1",
-        "--seq-len",
-        "16",
-        "--vocab-size",
-        "500",
-        "--version",
-        "v-gated",
-        "--publish",
-        "--min-accuracy",
-        "0.999",
-        "--quiet",
-        check=False,
-    )
+    proc = train_cli(models, "v-gated", 300, 1, 16, 500, "--publish", "--min-accuracy", "0.999", check=False)
     assert proc.returncode == 1
     assert "quality gate failed" in proc.stderr and "below the minimum 0.9990" in proc.stderr
     assert (models / "current").read_text().strip() == "v-tiny"
