@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -104,15 +105,29 @@ def read_current(models_dir: Path | None = None) -> str:
     return version
 
 
-def set_current(models_dir: Path, version: str) -> None:
-    """Point ``current`` at ``version`` atomically (after checking the bundle is complete)."""
+def set_current(models_dir: Path, version: str, action: str = "publish") -> None:
+    """Point ``current`` at ``version`` atomically (after checking the bundle is complete).
+
+    The switch is recorded in ``<models>/history.json`` (``action``: publish or rollback), which
+    ``models rollback`` replays (see ``training.registry``).
+    """
     models_dir = Path(models_dir)
     verify_bundle(models_dir / version)
+    try:
+        previous = read_current(models_dir)
+    except BundleError:
+        previous = None
     fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".current-")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(version + "\n")
     os.chmod(tmp, 0o644)  # mkstemp creates 0600; workers may run as another user
     os.replace(tmp, models_dir / CURRENT)
+    from training.registry import record_switch
+
+    try:
+        record_switch(models_dir, version, previous, action)
+    except OSError as exc:  # the pointer moved; a history that cannot be written must not undo that
+        logging.getLogger("categorizer.training").warning("history_not_written models_dir=%s error=%s", models_dir, exc)
 
 
 def list_versions(models_dir: Path | None = None) -> list[str]:

@@ -72,4 +72,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
+    from web.models_api import bp as models_bp
+
+    app.register_blueprint(models_bp)
     return app

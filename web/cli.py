@@ -15,6 +15,7 @@ import sys
 SUBCOMMANDS = (
     "training.cli_train",
     "training.cli_predict",
+    "training.cli_models",
     "web.cli_serve",
     "web.cli_submit",
 )

@@ -32,6 +32,9 @@ def readyz():
     workers = [w for w in store.live_workers(cfg["WORKER_TTL"]) if cfg["QUEUE"] in w.get("queues", [])]
     checks["workers"] = {"status": "ok" if workers else "error", "count": len(workers), "workers": workers}
     checks["queue"] = {"name": cfg["QUEUE"], "depth": store.queue_depth(cfg["QUEUE"])}
+    checks["model"] = model_check(workers)
+    if workers and checks["model"]["status"] == "error":
+        raise Problem("not-ready", "no worker process has a model loaded", checks=checks)
     if not workers:
         raise Problem(
             "not-ready",
@@ -39,3 +42,26 @@ def readyz():
             checks=checks,
         )
     return jsonify(status="ready", checks=checks)
+
+
+def model_check(workers: list[dict]) -> dict:
+    """The versions the workers' pool processes serve and the bundles they refused (docs/models.md).
+
+    ``ok``: every reporting process serves a model and none refused one; ``degraded``: some process
+    refused a bundle (it keeps serving its previous one); ``error``: processes reported, none serves.
+    """
+    processes = [dict(p, hostname=w.get("hostname")) for w in workers for p in w.get("model_processes") or []]
+    versions = sorted({p["model_version"] for p in processes if p.get("model_version")})
+    errors = [
+        {k: p.get(k) for k in ("hostname", "pid", "model_version", "error_version", "model_error")}
+        for p in processes
+        if p.get("model_error")
+    ]
+    if processes and not versions:
+        status = "error"
+    elif errors:
+        status = "degraded"
+    else:
+        status = "ok"
+    current = sorted({w["model_current"] for w in workers if w.get("model_current")})
+    return {"status": status, "versions": versions, "current": current, "errors": errors}

@@ -261,8 +261,10 @@ def build_spec(config: dict) -> dict:
 
 @bp.get("/openapi.json")
 def openapi():
+    from web.models_api import extend as models_extend
     from web.ops_openapi import extend as ops_extend
 
     spec = build_spec(current_app.config)
     ops_extend(spec, current_app.config)  # /metrics, /v1/stats, the web page, needs_review
+    models_extend(spec)  # /v1/model, /v1/models
     return jsonify(spec)

@@ -16,6 +16,8 @@ import socket
 
 from celery import bootsteps
 
+from worker import model_state
+
 log = logging.getLogger("categorizer.worker")
 
 
@@ -36,6 +38,7 @@ class Heartbeat(bootsteps.StartStopStep):
         from worker.jobstore import JobStore, connect
 
         self.hostname = consumer.hostname or socket.gethostname()
+        self.consumer = consumer
         self.store = JobStore(connect(consumer.app.conf.broker_url))
         self.queues = sorted(q.name for q in consumer.task_consumer.queues) if consumer.task_consumer else []
         self.beat()
@@ -50,9 +53,24 @@ class Heartbeat(bootsteps.StartStopStep):
             version = None
         info = {"pid": os.getpid(), "queues": self.queues, "model_version": version}
         try:
+            # what the pool processes really serve (and refused), see worker.model_state
+            info.update(model_state.summarize(model_state.collect(self.store.redis, self.hostname, self._pool_pids())))
+            info["model_current"] = version
+            if info["model_version"] is None and not info["model_processes"]:
+                info["model_version"] = version  # no process reported yet
+        except Exception as exc:
+            log.warning("model_state_read_failed hostname=%s error=%s", self.hostname, exc)
+        try:
             self.store.heartbeat(self.hostname, info, max_age=heartbeat_interval())
         except Exception as exc:  # Redis away: the next beat tries again
             log.warning("heartbeat_failed hostname=%s error=%s", self.hostname, exc)
+
+    def _pool_pids(self) -> list[int] | None:
+        try:
+            pids = self.consumer.pool.info.get("processes")
+        except Exception:
+            return None
+        return [int(p) for p in pids] if pids else None
 
     def stop(self, consumer) -> None:
         if self.tref is not None:
