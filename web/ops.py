@@ -38,9 +38,10 @@ HTTP_REQUESTS = Counter("categorizer_http_requests_total", "HTTP requests answer
 
 def queue_names() -> list[str]:
     """The Celery queues the service declares (interactive, micro-batch, catalogs, ...)."""
-    queues = services().celery.conf.task_queues or ()
-    names = [q.name for q in queues] or [current_app.config["QUEUE"]]
-    return list(dict.fromkeys(names))
+    cfg = current_app.config
+    configured = [cfg.get(key) for key in ("QUEUE", "BATCH_QUEUE", "CATALOG_QUEUE")]
+    declared = [q.name for q in services().celery.conf.task_queues or ()]
+    return list(dict.fromkeys(name for name in configured + declared if name))
 
 
 def queue_depths() -> dict[str, int]:
