@@ -68,6 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="ONNX Runtime threads per process (default: CATEGORIZER_ORT_THREADS or 1)",
     )
+    w.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the worker's Prometheus metrics on this port (default: CATEGORIZER_WORKER_METRICS_PORT; 0 = off)",
+    )
     w.add_argument("-l", "--loglevel", default="INFO")
     w.set_defaults(func=run_worker)
 
@@ -75,6 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     if args.ort_threads is not None:
         os.environ["CATEGORIZER_ORT_THREADS"] = str(args.ort_threads)
+    if args.metrics_port is not None:
+        os.environ["CATEGORIZER_WORKER_METRICS_PORT"] = str(args.metrics_port)
     from web.services import worker_argv
     from worker.celery_app import app
 
