@@ -33,6 +33,13 @@ DEFAULTS = {
     "MICROBATCH_MAX_PRODUCTS": 32,
     "BATCH_QUEUE": "interactive-batch",
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
+    # catalogs (docs/catalogs.md): streamed uploads split into chunks on CATALOG_QUEUE
+    "CATALOG_QUEUE": "catalog",
+    "CATALOG_CHUNK_SIZE": 512,  # rows per chunk (one task, one model batch)
+    "MAX_CATALOG_ROWS": 2_000_000,  # data rows per catalog
+    "MAX_CATALOG_BYTES": 1024 * 1024 * 1024,  # bytes per catalog upload
+    "CATALOG_MAX_TEXT_LENGTH": 20000,  # characters per row text; longer rows fail (per row)
+    "CATALOG_TTL": 7 * 86400,  # seconds a catalog and its results are kept
     # low-confidence review (web.review): results below this confidence carry needs_review: true
     "REVIEW_THRESHOLD": 0.9,
     # readiness
@@ -75,4 +82,7 @@ def create_app(config: dict | None = None) -> Flask:
     from web.models_api import bp as models_bp
 
     app.register_blueprint(models_bp)
+    from web.catalogs import bp as catalogs_bp
+
+    app.register_blueprint(catalogs_bp)
     return app

@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "training.cli_models",
     "web.cli_serve",
     "web.cli_submit",
+    "web.cli_catalog",
 )
 
 

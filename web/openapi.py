@@ -29,7 +29,7 @@ def build_spec(config: dict) -> dict:
     max_text = config["MAX_TEXT_LENGTH"]
     max_wait = config["MAX_WAIT"]
     problem_types = sorted(TYPE_PREFIX + slug for slug in TYPES)
-    return {
+    spec = {
         "openapi": "3.1.0",
         "info": {
             "title": "Categorizer API",
@@ -257,6 +257,10 @@ def build_spec(config: dict) -> dict:
             }
         },
     }
+    from web.catalogs_openapi import extend
+
+    extend(spec, config)
+    return spec
 
 
 @bp.get("/openapi.json")

@@ -30,9 +30,15 @@ INTERACTIVE_QUEUE = "interactive"
 #: Queue for small interactive jobs when micro-batching is on (see ``worker.batching``).
 BATCH_QUEUE = "interactive-batch"
 
+#: Queue for catalog chunks (``POST /v1/catalogs``, see ``worker.catalog_tasks``). Workers that
+#: consume it and an interactive queue take from both in turn (kombu rotates the queues it
+#: polls), so a huge catalog delays an interactive job by about one chunk at most.
+CATALOG_QUEUE = "catalog"
+
 #: Explicit task names: the web tier sends tasks by name and never imports ``worker.tasks``.
 CATEGORIZE_TASK = "categorizer.categorize"
 CATEGORIZE_BATCH_TASK = "categorizer.categorize_batch"
+CATALOG_CHUNK_TASK = "categorizer.catalog_chunk"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -47,7 +53,9 @@ def redis_url_from_env() -> str:
 def make_celery(redis_url: str | None = None) -> Celery:
     """A configured Celery app for ``redis_url`` (default: ``REDIS_URL``)."""
     url = redis_url or redis_url_from_env()
-    app = Celery("categorizer", broker=url, backend=url, include=["worker.tasks", "worker.batching"])
+    app = Celery(
+        "categorizer", broker=url, backend=url, include=["worker.tasks", "worker.batching", "worker.catalog_tasks"]
+    )
     app.conf.update(
         # JSON only: nothing is ever pickled.
         task_serializer="json",
@@ -77,10 +85,12 @@ def make_celery(redis_url: str | None = None) -> Celery:
         task_queues=(
             Queue(INTERACTIVE_QUEUE, routing_key=INTERACTIVE_QUEUE),
             Queue(BATCH_QUEUE, routing_key=BATCH_QUEUE),
+            Queue(CATALOG_QUEUE, routing_key=CATALOG_QUEUE),
         ),
         task_routes={
             CATEGORIZE_TASK: {"queue": INTERACTIVE_QUEUE},
             CATEGORIZE_BATCH_TASK: {"queue": BATCH_QUEUE},
+            CATALOG_CHUNK_TASK: {"queue": CATALOG_QUEUE},
         },
         task_track_started=False,
         worker_send_task_events=False,

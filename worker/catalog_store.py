@@ -1,0 +1,231 @@
+"""Catalog records, chunk inputs and chunk results in Redis, shared by the web tier and workers.
+
+One catalog ``<id>`` is::
+
+    categorizer:catalog:<id>            hash: status, submitted_at, started_at, finished_at, ingested,
+                                        total, chunks, chunks_done, done, failed_rows, cached_rows,
+                                        inferences, model_version, labels (JSON), ttl, format, error
+    categorizer:catalog:<id>:in:<n>     chunk ``n``'s input rows (JSON ``[[row, id, text, error], ...]``),
+                                        written by the web tier while it reads the upload, deleted by
+                                        the worker in the same script that stores the chunk's results
+    categorizer:catalog:<id>:out        hash: field ``n`` -> chunk ``n``'s results (JSON, see
+                                        ``worker.catalog_tasks``)
+
+Exactly once: the results of chunk ``n`` are stored with ``HSETNX`` inside a Lua script that
+also adds the chunk's counts to the record. A redelivered chunk (its worker was killed after
+the write but before the acknowledgement, or the message came back after the visibility
+timeout) finds its field set and changes nothing, so every row is counted and stored once.
+The catalog succeeds in whichever script sees the last piece: the worker storing the last
+chunk, or the web tier marking the ingestion complete after every chunk is already done.
+
+Cancel (``DELETE``) removes every key; a worker then finds no record and skips the chunk, and
+a late result write finds no record and stores nothing.
+
+This module imports only ``redis``: it is safe for the web tier.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from worker.jobstore import PREFIX, now_iso
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+#: Redis counter of texts the model ran for catalog chunks (cache misses), all catalogs.
+INFERENCES_KEY = PREFIX + "stats:catalog_inferences"
+
+
+def catalog_key(catalog_id: str) -> str:
+    return f"{PREFIX}catalog:{catalog_id}"
+
+
+def chunk_key(catalog_id: str, n: int) -> str:
+    return f"{PREFIX}catalog:{catalog_id}:in:{n}"
+
+
+def out_key(catalog_id: str) -> str:
+    return f"{PREFIX}catalog:{catalog_id}:out"
+
+
+# KEYS: record, chunk input. ARGV: chunk JSON, rows in chunk, ttl, chunk index.
+_ADD_CHUNK = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'cancelled' or status == 'failed' then return -1 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'chunks', tonumber(ARGV[4]) + 1)
+redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[2]))
+return tonumber(ARGV[4])
+"""
+
+_SUCCEED_IF_COMPLETE = """
+local function succeed_if_complete(key, now)
+  local r = redis.call('HMGET', key, 'ingested', 'chunks', 'chunks_done', 'status')
+  if r[1] == '1' and tonumber(r[2]) == tonumber(r[3]) and (r[4] == 'queued' or r[4] == 'running') then
+    redis.call('HSET', key, 'status', 'succeeded', 'finished_at', now)
+    redis.call('EXPIRE', key, tonumber(redis.call('HGET', key, 'ttl') or '86400'))
+    if not redis.call('HGET', key, 'started_at') then redis.call('HSET', key, 'started_at', now) end
+    return 1
+  end
+  return 0
+end
+"""
+
+# KEYS: record, out hash, chunk input. ARGV: chunk n, results JSON, done, failed, cached, inferences,
+# model_version, labels JSON, now.
+_STORE_CHUNK = (
+    _SUCCEED_IF_COMPLETE
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'cancelled' or status == 'failed' then return -1 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('DEL', KEYS[3])
+redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
+redis.call('HINCRBY', KEYS[1], 'done', tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[1], 'failed_rows', tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[1], 'cached_rows', tonumber(ARGV[5]))
+redis.call('HINCRBY', KEYS[1], 'inferences', tonumber(ARGV[6]))
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'model_version', ARGV[7]) end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'labels', ARGV[8]) end
+if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running') end
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '86400')
+redis.call('EXPIRE', KEYS[2], ttl)
+succeed_if_complete(KEYS[1], ARGV[9])
+return 1
+"""
+)
+
+# KEYS: record. ARGV: now.
+_MARK_STARTED = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running') end
+if not redis.call('HGET', KEYS[1], 'started_at') then redis.call('HSET', KEYS[1], 'started_at', ARGV[1]) end
+return redis.call('HGET', KEYS[1], 'status')
+"""
+
+# KEYS: record. ARGV: now.
+_FINISH_INGEST = (
+    _SUCCEED_IF_COMPLETE
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'cancelled' or status == 'failed' then return -1 end
+redis.call('HSET', KEYS[1], 'ingested', '1', 'ingested_at', ARGV[1])
+return succeed_if_complete(KEYS[1], ARGV[1])
+"""
+)
+
+
+class CatalogStore:
+    """Reads and writes catalogs. ``client`` must use ``decode_responses=True``."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._add_chunk = client.register_script(_ADD_CHUNK)
+        self._store_chunk = client.register_script(_STORE_CHUNK)
+        self._mark_started = client.register_script(_MARK_STARTED)
+        self._finish_ingest = client.register_script(_FINISH_INGEST)
+
+    # -- web side --------------------------------------------------------------------------
+    def create(self, catalog_id: str, ttl: int, **fields) -> None:
+        record = {
+            "status": QUEUED,
+            "submitted_at": now_iso(),
+            "ingested": 0,
+            "total": 0,
+            "chunks": 0,
+            "chunks_done": 0,
+            "done": 0,
+            "failed_rows": 0,
+            "cached_rows": 0,
+            "inferences": 0,
+            "ttl": int(ttl),
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(catalog_key(catalog_id), mapping=record)
+        pipe.expire(catalog_key(catalog_id), int(ttl))
+        pipe.execute()
+
+    def add_chunk(self, catalog_id: str, n: int, rows: list[list], ttl: int) -> int:
+        """Store chunk ``n``'s input rows; returns ``n``, or -1 if the catalog is gone/cancelled/failed."""
+        payload = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+        keys = [catalog_key(catalog_id), chunk_key(catalog_id, n)]
+        return int(self._add_chunk(keys=keys, args=[payload, len(rows), int(ttl), n]))
+
+    def finish_ingest(self, catalog_id: str) -> int:
+        """Mark the upload complete. 1 if that completed the catalog, 0 if not yet, -1 if gone."""
+        return int(self._finish_ingest(keys=[catalog_key(catalog_id)], args=[now_iso()]))
+
+    def fail(self, catalog_id: str, error: str) -> None:
+        """Fail a catalog whose upload could not be read to its end (its chunks are skipped)."""
+        key = catalog_key(catalog_id)
+        if self.redis.exists(key):
+            self.redis.hset(key, mapping={"status": FAILED, "error": error, "finished_at": now_iso()})
+
+    def get(self, catalog_id: str) -> dict | None:
+        return self.redis.hgetall(catalog_key(catalog_id)) or None
+
+    def chunk_results(self, catalog_id: str, n: int) -> str | None:
+        return self.redis.hget(out_key(catalog_id), str(n))
+
+    def purge(self, catalog_id: str) -> bool:
+        """Cancel and delete everything of a catalog. False if it did not exist."""
+        key = catalog_key(catalog_id)
+        chunks = self.redis.hget(key, "chunks")
+        if chunks is None:
+            return False
+        # mark first: a chunk being ingested or stored right now sees the cancel and stops
+        self.redis.hset(key, "status", CANCELLED)
+        keys = [chunk_key(catalog_id, n) for n in range(int(chunks))]
+        for start in range(0, len(keys), 1000):
+            self.redis.delete(*keys[start : start + 1000])
+        # chunks added between reading 'chunks' and the cancel mark: delete them too
+        extra = int(self.redis.hget(key, "chunks") or chunks)
+        if extra > int(chunks):
+            self.redis.delete(*[chunk_key(catalog_id, n) for n in range(int(chunks), extra)])
+        self.redis.delete(out_key(catalog_id), key)
+        return True
+
+    # -- worker side -----------------------------------------------------------------------
+    def mark_started(self, catalog_id: str) -> str | None:
+        """Status after marking the catalog running; None if it is gone (cancelled and purged)."""
+        return self._mark_started(keys=[catalog_key(catalog_id)], args=[now_iso()])
+
+    def has_results(self, catalog_id: str, n: int) -> bool:
+        return bool(self.redis.hexists(out_key(catalog_id), str(n)))
+
+    def load_chunk(self, catalog_id: str, n: int) -> list[list] | None:
+        raw = self.redis.get(chunk_key(catalog_id, n))
+        return None if raw is None else json.loads(raw)
+
+    def store_chunk(
+        self,
+        catalog_id: str,
+        n: int,
+        results_json: str,
+        *,
+        done: int,
+        failed: int,
+        cached: int,
+        inferences: int,
+        model_version: str,
+        labels: list[str] | None,
+    ) -> int:
+        """Store chunk ``n``'s results once. 1 stored, 0 already stored (redelivery), -1 gone/cancelled."""
+        args = [
+            str(n),
+            results_json,
+            done,
+            failed,
+            cached,
+            inferences,
+            model_version or "",
+            json.dumps(labels) if labels else "",
+            now_iso(),
+        ]
+        keys = [catalog_key(catalog_id), out_key(catalog_id), chunk_key(catalog_id, n)]
+        return int(self._store_chunk(keys=keys, args=args))
