@@ -87,7 +87,7 @@ class _RedisCollector:
         yield CounterMetricFamily(
             "categorizer_cache_misses",
             "Catalog texts that needed the model (cache lookups that missed)",
-            value=self.totals[counters.CACHE_MISSES_KEY],
+            value=self.totals[counters.CACHE_MISSES_KEY] + self.totals[counters.CATALOG_INFERENCES_KEY],
         )
 
 

@@ -21,8 +21,9 @@ Jobs are counted from Celery signals: ``task_prerun`` notes the job ids of a tas
 of ``categorizer.categorize``, or of every request of a micro-batch task), ``task_postrun``
 reads their records in one Redis pipeline and counts those this task finished (``finished_at``
 after the task started; a redelivered job that was already final is not counted twice). Model
-calls are observed through ``worker.model.BATCH_HOOKS``. Other tasks (e.g. catalogs) can call
-``observe_job(kind, status, latency_s)`` directly.
+calls are observed through ``worker.model.BATCH_HOOKS``. A catalog (kind ``catalog``) is counted
+by the chunk task (``categorizer.catalog_chunk``, args ``(catalog_id, chunk)``) that made it final,
+once (a Redis ``SET NX`` marker). Other tasks can call ``observe_job(kind, status, latency_s)``.
 
 This module imports neither ONNX Runtime nor prometheus-client at import time (the client must
 be imported only after ``PROMETHEUS_MULTIPROC_DIR`` is set).
@@ -51,8 +52,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 MODEL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
-#: Task name -> kind, for counting by ``task_postrun`` (tasks named ``*catalog*`` are "catalog").
+#: Task name -> kind, for counting by ``task_postrun`` (catalog chunks count their catalog once).
 JOB_TASKS = {"categorizer.categorize": "job", "categorizer.categorize_batch": "job"}
+CATALOG_CHUNK_TASK = "categorizer.catalog_chunk"
 
 
 class _Metrics:
@@ -210,7 +212,24 @@ def _job_ids(args) -> list[str]:
 def _kind(task_name: str) -> str | None:
     if task_name in JOB_TASKS:
         return JOB_TASKS[task_name]
+    if task_name == CATALOG_CHUNK_TASK:
+        return "catalog"
     return None
+
+
+def _observe_catalog(client, catalog_id: str, started: float) -> None:
+    """Count a catalog once, by the chunk task that made it final (chunks run in parallel: the
+    first to claim the marker counts it)."""
+    from worker.catalog_store import catalog_key
+
+    status, submitted_at, finished_at = client.hmget(catalog_key(catalog_id), ["status", "submitted_at", "finished_at"])
+    finished = _parse_time(finished_at)
+    if status not in ("succeeded", "failed") or finished is None or finished < started - 0.001:
+        return
+    if not client.set(f"categorizer:metrics:catalog_counted:{catalog_id}", 1, nx=True, ex=7 * 86400):
+        return
+    submitted = _parse_time(submitted_at)
+    observe_job("catalog", status, finished - submitted if submitted is not None else None)
 
 
 @signals.task_prerun.connect
@@ -234,7 +253,11 @@ def _on_postrun(task_id=None, **_kwargs) -> None:
         from worker.jobstore import job_key
         from worker.tasks import job_store
 
-        pipe = job_store().redis.pipeline(transaction=False)
+        client = job_store().redis
+        if kind == "catalog":
+            _observe_catalog(client, job_ids[0], started)
+            return
+        pipe = client.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hmget(job_key(job_id), ["status", "submitted_at", "finished_at"])
         for status, submitted_at, finished_at in pipe.execute():

@@ -186,3 +186,28 @@ def test_web_page_and_its_files_are_served(api):
     for name, ctype in (("app.js", "javascript"), ("style.css", "text/css")):
         resp = api.get(f"/static/{name}")
         assert resp.status_code == 200 and ctype in resp.headers["Content-Type"]
+
+
+def test_catalog_metrics(redis_factory, worker_factory, server_factory):
+    redis_url = redis_factory(appendonly=False).url()
+    port = free_port()
+    worker_factory(redis_url, queues=("interactive", "catalog"), env={"CATEGORIZER_WORKER_METRICS_PORT": str(port)})
+    server = server_factory(redis_url)
+    body = "id,text\n" + "".join(f'{pid},"{text}"\n' for pid, text, _ in OBVIOUS)
+    resp = requests.post(server.url + "/v1/catalogs", data=body, headers={"Content-Type": "text/csv"}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    location = server.url + resp.headers["Location"]
+    deadline = time.monotonic() + 30
+    while (catalog := requests.get(location, timeout=10).json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, catalog
+        time.sleep(0.1)
+    assert catalog["status"] == "succeeded"
+    samples = scrape_until(
+        f"http://127.0.0.1:{port}/metrics", lambda s: value(s, "categorizer_jobs_completed_total", kind="catalog") > 0
+    )
+    assert value(samples, "categorizer_jobs_completed_total", kind="catalog") == 1
+    assert value(samples, "categorizer_job_latency_seconds_count", kind="catalog") == 1
+    web = scrape(server.url + "/metrics")
+    assert value(web, "categorizer_jobs_submitted_total", kind="catalog") == 1
+    assert value(web, "categorizer_cache_misses_total") == len(OBVIOUS)  # a new Redis: every text ran the model
+    assert ("categorizer_queue_depth", (("queue", "catalog"),)) in web
