@@ -155,7 +155,10 @@ def submit_job():
     # the products travel in Redis as the validated body received, the message names the job only
     svc.store.create(job_id, len(products), cfg["JOB_TTL"], queue, body=raw)
     try:
-        svc.celery.send_task(task, args=(job_id,), task_id=job_id, queue=queue)
+        # ignore_result: the job record is the result; without it Celery's Redis result backend
+        # subscribes this web process to a pub/sub channel per task (a Redis call and a
+        # subscription that is never read), and the worker writes a result nobody reads
+        svc.celery.send_task(task, args=(job_id,), task_id=job_id, queue=queue, ignore_result=True)
     except Exception:
         svc.store.delete(job_id)
         if key is not None:
