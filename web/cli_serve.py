@@ -60,7 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="messages reserved per process (default: CATEGORIZER_PREFETCH_MULTIPLIER or 1)",
     )
-    w.add_argument("-Q", "--queues", default="interactive", help="comma-separated queues (default interactive)")
+    w.add_argument(
+        "-Q", "--queues", default="interactive,catalog", help="comma-separated queues (default interactive,catalog)"
+    )
     w.add_argument("-n", "--hostname", default=None, help="worker node name (default celery@%%h)")
     w.add_argument(
         "--ort-threads",
@@ -127,7 +129,9 @@ def run_serve(args: argparse.Namespace) -> int:
             redis_server = RedisServer(data_dir, log_path=args.data_dir / "redis.log").start()
             redis_url = redis_server.url()
             mode = f"embedded Redis {redis_url} (data and redis.log in {args.data_dir.resolve()})"
-        worker = start_worker(redis_url, concurrency=args.workers, hostname=f"serve-{os.getpid()}@%h")
+        worker = start_worker(
+            redis_url, concurrency=args.workers, queues=("interactive", "catalog"), hostname=f"serve-{os.getpid()}@%h"
+        )
         procs.append(worker)
         web = start_web(redis_url, args.host, args.port, workers=args.web_workers, threads=args.threads)
         procs.append(web)
