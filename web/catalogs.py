@@ -253,8 +253,10 @@ def _record(catalog_id: str) -> tuple[str, dict]:
     return catalog_id, record
 
 
-@bp.get("/catalogs/<catalog_id>")
+@bp.route("/catalogs/<catalog_id>", methods=["GET", "DELETE"])  # one URL rule for both methods
 def get_catalog(catalog_id: str):
+    if request.method == "DELETE":
+        return delete_catalog(catalog_id)
     catalog_id, record = _record(catalog_id)
     view = _view(catalog_id, record)
     resp = Response(json.dumps(view, separators=(",", ":")), mimetype="application/json")
@@ -329,7 +331,6 @@ def get_results(catalog_id: str):
     return resp
 
 
-@bp.delete("/catalogs/<catalog_id>")
 def delete_catalog(catalog_id: str):
     catalog_id, record = _record(catalog_id)
     was = record.get("status", "queued")
