@@ -42,6 +42,15 @@ DEFAULTS = {
     "CATALOG_TTL": 7 * 86400,  # seconds a catalog and its results are kept
     # low-confidence review (web.review): results below this confidence carry needs_review: true
     "REVIEW_THRESHOLD": 0.9,
+    # Redis client of the web tier: a request never hangs on an unreachable or frozen Redis, it
+    # answers 503 service-unavailable after at most this many seconds (long-polls add MAX_WAIT)
+    "REDIS_SOCKET_TIMEOUT": 5,
+    # access (web/auth.py): API keys "name:key,..." and/or a file of such lines; empty = open API
+    "API_KEYS": "",
+    "API_KEYS_FILE": "",
+    # per-client token bucket on /v1/ (0 = off); burst defaults to the per-minute rate
+    "RATE_LIMIT_PER_MINUTE": 0,
+    "RATE_LIMIT_BURST": 0,
     # readiness
     "WORKER_TTL": 10,  # seconds since a worker's last heartbeat for it to count as alive
 }
@@ -60,6 +69,10 @@ def create_app(config: dict | None = None) -> Flask:
     from web.problems import register_error_handlers
 
     register_error_handlers(app)
+
+    from web.auth import init_auth
+
+    init_auth(app)
 
     # operator endpoints (/metrics, /v1/stats) and the web page at /
     from web.ops import bp as ops_bp

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from celery import Celery
 from flask import Blueprint, Flask, Response, current_app, request, url_for
 
+from web.auth import check_owner, current_client
 from web.problems import Problem
 from web.review import mark_results_json
 from web.validation import validate_job_body
@@ -29,14 +30,19 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 class Services:
     store: JobStore
     celery: Celery
+    #: the same store on a client whose socket timeout allows a long-poll of MAX_WAIT seconds
+    waiter: JobStore | None = None
 
 
 def init_services(app: Flask) -> None:
     url = app.config["REDIS_URL"]
-    # socket_timeout None: long-poll reads block in Redis up to MAX_WAIT seconds.
+    # Every Redis call has a socket timeout, so a frozen or unreachable Redis answers 503 instead of
+    # hanging the request; long-poll reads (BLMOVE up to MAX_WAIT s) use a second client that allows it.
+    timeout = float(app.config["REDIS_SOCKET_TIMEOUT"])
     app.extensions["categorizer"] = Services(
-        store=JobStore(connect(url, socket_timeout=None)),
+        store=JobStore(connect(url, socket_timeout=timeout)),
         celery=make_celery(url),
+        waiter=JobStore(connect(url, socket_timeout=timeout + float(app.config["MAX_WAIT"]))),
     )
 
 
@@ -105,7 +111,8 @@ def _idempotency_key() -> str | None:
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters",
             errors=[{"header": "Idempotency-Key", "code": "invalid", "detail": "invalid value"}],
         )
-    return key
+    client = current_client()  # with API keys on, each client has its own key space
+    return key if client is None else f"{client}\n{key}"
 
 
 def _accepted(job_id: str, status: str, replayed: bool = False) -> Response:
@@ -153,7 +160,7 @@ def submit_job():
             queue_depth=depth,
         )
     # the products travel in Redis as the validated body received, the message names the job only
-    svc.store.create(job_id, len(products), cfg["JOB_TTL"], queue, body=raw)
+    svc.store.create(job_id, len(products), cfg["JOB_TTL"], queue, body=raw, owner=current_client())
     try:
         # ignore_result: the job record is the result; without it Celery's Redis result backend
         # subscribes this web process to a pub/sub channel per task (a Redis call and a
@@ -203,10 +210,10 @@ def get_job(job_id: str):
     wait = _wait_seconds()
     store = services().store
     record = store.get(job_id)
-    if record is None:
+    if not check_owner(record):  # unknown, expired, or another client's: the same 404
         raise Problem("job-not-found", f"no job {job_id} (unknown, or expired after its retention time)")
     if record.get("status") not in FINAL_STATES and wait > 0:
-        store.wait_done(job_id, wait)
+        (services().waiter or store).wait_done(job_id, wait)
         record = store.get(job_id) or record
     view, raw = _job_view(job_id, record)
     raw = mark_results_json(raw, current_app.config["REVIEW_THRESHOLD"])  # needs_review, see web.review

@@ -260,7 +260,27 @@ def build_spec(config: dict) -> dict:
     from web.catalogs_openapi import extend
 
     extend(spec, config)
+    add_access_control(spec, config)
     return spec
+
+
+def add_access_control(spec: dict, config: dict) -> None:
+    """Every ``/v1/`` operation (``web.auth``): the API-key schemes, ``401`` and ``429`` answers.
+    Applied to all ``/v1/`` paths, also ones added elsewhere, so the document follows the hook."""
+    spec["components"]["securitySchemes"] = {
+        "bearerKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
+        "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    keys_on = bool(config.get("API_KEYS") or config.get("API_KEYS_FILE"))
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if keys_on:
+                operation["security"] = [{"bearerKey": []}, {"headerKey": []}]
+            responses.setdefault("401", _problem("Missing or invalid API key (when API keys are configured)"))
+            responses.setdefault("429", _problem("Rate limit of this client exceeded", RETRY_AFTER))
 
 
 @bp.get("/openapi.json")
@@ -271,4 +291,5 @@ def openapi():
     spec = build_spec(current_app.config)
     ops_extend(spec, current_app.config)  # /metrics, /v1/stats, the web page, needs_review
     models_extend(spec)  # /v1/model, /v1/models
+    add_access_control(spec, current_app.config)  # 401/429 on every /v1/ path, also the ones above
     return jsonify(spec)

@@ -24,6 +24,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "malformed-json": (400, "Request body is not valid JSON"),
     "invalid-parameter": (400, "Invalid query parameter"),
     "invalid-header": (400, "Invalid request header"),
+    "unauthorized": (401, "Missing or invalid API key"),
     "job-not-found": (404, "Job not found"),
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
@@ -32,6 +33,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "validation-error": (422, "Request body is invalid"),
     "too-many-products": (422, "Too many products in one job"),
     "idempotency-key-reused": (422, "Idempotency-Key reused with a different request body"),
+    "rate-limited": (429, "Too many requests"),
     "internal-error": (500, "Internal server error"),
     "queue-full": (503, "Too many queued jobs"),
     "service-unavailable": (503, "Service unavailable"),
@@ -106,7 +108,9 @@ def register_error_handlers(app: Flask) -> None:
     def _backend(exc: Exception):
         log.error("backend_unavailable path=%s error=%s", request.path, exc)
         return Problem(
-            "service-unavailable", "the job store or queue (Redis) is unreachable", headers={"Retry-After": 5}
+            "service-unavailable",
+            "the job store or queue (Redis) is unreachable",
+            headers={"Retry-After": app.config.get("RETRY_AFTER", 5)},
         ).response()
 
     @app.errorhandler(Exception)

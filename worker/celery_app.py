@@ -12,6 +12,10 @@ Settings (environment):
 ``CATEGORIZER_RESTORE_INTERVAL``      seconds between a worker's sweeps for such messages (default 10)
 ``CATEGORIZER_RESULT_EXPIRES``        seconds Celery keeps its own task results (default 3600)
 ``CATEGORIZER_PREFETCH_MULTIPLIER``   messages reserved per worker process (default 1)
+``CATEGORIZER_TASK_SOFT_TIME_LIMIT``  seconds a task may run before it is interrupted and its job
+                                      fails with reason "time limit exceeded" (default 120, 0 = none)
+``CATEGORIZER_TASK_TIME_LIMIT``       seconds after which the pool process running a task is killed
+                                      and replaced; its job fails the same way (default 150, 0 = none)
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ CATEGORIZE_BATCH_TASK = "categorizer.categorize_batch"
 CATALOG_CHUNK_TASK = "categorizer.catalog_chunk"
 
 
+def _env_seconds(name: str, default: float) -> float | None:
+    """A number of seconds from the environment; 0 means "no limit" (None)."""
+    value = os.environ.get(name)
+    seconds = float(value) if value not in (None, "") else default
+    return seconds if seconds > 0 else None
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value not in (None, "") else default
@@ -66,7 +77,19 @@ def make_celery(redis_url: str | None = None) -> Celery:
         # running it dies. Results are written idempotently (see worker.jobstore).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Not True: on a lost broker connection Celery would then cancel the running tasks and
+        # record the cancellation in the result backend, which is the same (unreachable) Redis;
+        # that raises in the consumer and the worker exits ("Unrecoverable error: ConnectionError",
+        # reproduced by tests/integration/test_worker_faults.py::
+        # test_redis_restart_with_queued_jobs_web_and_worker_reconnect). Left running, a task
+        # finishes (or retries); its message, still unacknowledged in Redis, is delivered again
+        # after the visibility timeout and the idempotent finish ignores it.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A stuck task never holds a pool process (and its job) forever: the soft limit raises
+        # SoftTimeLimitExceeded in the task (the job fails with a reason); the hard limit kills
+        # the pool process (worker.tasks.JobRequest then fails the job from the main process).
+        task_soft_time_limit=_env_seconds("CATEGORIZER_TASK_SOFT_TIME_LIMIT", 120),
+        task_time_limit=_env_seconds("CATEGORIZER_TASK_TIME_LIMIT", 150),
         # Every interactive task already carries a whole batch of products, so one reserved
         # message per process is enough and keeps a long job from holding messages that an
         # idle process could take.

@@ -103,8 +103,11 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
 
     # -- web side --------------------------------------------------------------------------
-    def create(self, job_id: str, count: int, ttl: int, queue: str, body: str | None = None) -> dict:
-        """Write a queued job record (and its input ``body``, the request JSON) atomically."""
+    def create(
+        self, job_id: str, count: int, ttl: int, queue: str, body: str | None = None, owner: str | None = None
+    ) -> dict:
+        """Write a queued job record (and its input ``body``, the request JSON) atomically.
+        ``owner``: the API client that created it (``web.auth``), when API keys are on."""
         record = {
             "status": QUEUED,
             "submitted_at": now_iso(),
@@ -113,6 +116,8 @@ class JobStore:
             "ttl": int(ttl),
             "queue": queue,
         }
+        if owner:
+            record["owner"] = owner
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(job_key(job_id), mapping=record)
         pipe.expire(job_key(job_id), int(ttl))

@@ -7,8 +7,10 @@ import logging
 import os
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.worker.request import Request
 
-from worker import model
+from worker import faults, model
 from worker.celery_app import CATEGORIZE_TASK, app
 from worker.jobstore import FAILED, FINAL_STATES, SUCCEEDED, JobStore, connect
 
@@ -25,8 +27,29 @@ def job_store() -> JobStore:
     return _store[1]
 
 
+class JobRequest(Request):
+    """Fails the job when the hard time limit killed the pool process running it.
+
+    Runs in the worker's main process (the pool process is gone, so the task cannot record it);
+    the message is then acknowledged by Celery, so the job must be final here or it would stay
+    ``running`` forever. The finish is idempotent: a job already final is left alone.
+    """
+
+    def on_timeout(self, soft, timeout):
+        super().on_timeout(soft, timeout)
+        if soft or not self.args:
+            return
+        job_id = self.args[0]
+        try:
+            job_store().finish(job_id, FAILED, error=f"time limit exceeded: the task was stopped after {timeout} s")
+            log.error("job_failed job_id=%s reason=hard_time_limit seconds=%s", job_id, timeout)
+        except redis.exceptions.RedisError:
+            log.exception("job_fail_not_recorded job_id=%s", job_id)
+
+
 @app.task(
     name=CATEGORIZE_TASK,
+    Request=JobRequest,
     autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
     retry_backoff=True,
     retry_backoff_max=30,
@@ -55,7 +78,13 @@ def categorize(job_id: str, products: list[dict] | None = None) -> dict:
             return {"job_id": job_id, "status": FAILED}
     texts = [p["text"] for p in products]
     try:
+        faults.delay_point(job_id)  # test-only fault injection, off unless the worker env sets it
         predictions, version = model.categorize(job_id, texts)
+    except SoftTimeLimitExceeded as exc:
+        log.error("job_failed job_id=%s reason=soft_time_limit", job_id)
+        limit = app.conf.task_soft_time_limit
+        store.finish(job_id, FAILED, error=f"time limit exceeded: the task ran longer than {limit} s ({exc!r})")
+        return {"job_id": job_id, "status": FAILED}
     except Exception as exc:  # a model failure fails the job, visibly, instead of hanging it
         log.exception("job_failed job_id=%s", job_id)
         store.finish(job_id, FAILED, error=f"{type(exc).__name__}: {exc}")

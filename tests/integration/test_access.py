@@ -1,0 +1,76 @@
+"""API keys, ownership (others' ids answer 404) and per-client rate limiting, over real HTTP + Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from tests.integration.samples import OBVIOUS
+
+pytestmark = pytest.mark.integration
+
+PT = "urn:categorizer:problem:"
+PRODUCTS = [{"id": pid, "text": text} for pid, text, _ in OBVIOUS[:1]]
+ALICE = {"Authorization": "Bearer alice-secret-key"}
+BOB = {"X-API-Key": "bob-secret-key"}
+
+
+@pytest.fixture(scope="module")
+def keyed_server(server_factory, redis_url, worker):
+    return server_factory(redis_url, API_KEYS="alice:alice-secret-key,bob:bob-secret-key")
+
+
+def test_a_client_sees_only_its_own_jobs(keyed_server):
+    url = keyed_server.url
+    resp = requests.post(url + "/v1/jobs", json={"products": PRODUCTS}, headers=ALICE, timeout=10)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    assert uuid.UUID(job_id).version == 4
+    mine = requests.get(f"{url}/v1/jobs/{job_id}", params={"wait": 10}, headers=ALICE, timeout=30)
+    assert mine.status_code == 200 and mine.json()["status"] == "succeeded"
+    # bob gets exactly the answer of an id that does not exist: 404, not 403
+    theirs = requests.get(f"{url}/v1/jobs/{job_id}", headers=BOB, timeout=10)
+    unknown = requests.get(f"{url}/v1/jobs/{uuid.uuid4()}", headers=BOB, timeout=10)
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["type"] == unknown.json()["type"] == PT + "job-not-found"
+    # no key at all
+    anonymous = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10)
+    assert anonymous.status_code == 401 and anonymous.json()["type"] == PT + "unauthorized"
+
+
+def test_idempotency_keys_are_per_client(keyed_server):
+    url, key = keyed_server.url, {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    body = {"products": PRODUCTS}
+    a = requests.post(url + "/v1/jobs", json=body, headers={**ALICE, **key}, timeout=10).json()["job_id"]
+    b = requests.post(url + "/v1/jobs", json=body, headers={**BOB, **key}, timeout=10).json()["job_id"]
+    assert a != b  # bob's request never returns (and so never reveals) alice's job
+
+
+def test_open_routes_without_a_key(keyed_server):
+    for path in ("/healthz", "/openapi.json"):
+        assert requests.get(keyed_server.url + path, timeout=10).status_code == 200, path
+    assert requests.get(keyed_server.url + "/readyz", timeout=10).status_code in (200, 503)
+
+
+def test_rate_limit_answers_429_with_retry_after(server_factory, redis_url):
+    server = server_factory(
+        redis_url,
+        API_KEYS=f"carol-{uuid.uuid4().hex[:6]}:carol-key,dave:dave-key",
+        RATE_LIMIT_PER_MINUTE=3,
+        RATE_LIMIT_BURST=3,
+    )
+    carol, dave = {"X-API-Key": "carol-key"}, {"X-API-Key": "dave-key"}
+    job = f"{server.url}/v1/jobs/{uuid.uuid4()}"
+    statuses = [requests.get(job, headers=carol, timeout=10).status_code for _ in range(3)]
+    assert statuses == [404] * 3  # within the burst: the request is served (unknown job)
+    limited = requests.get(job, headers=carol, timeout=10)
+    assert limited.status_code == 429
+    assert limited.headers["Content-Type"].startswith("application/problem+json")
+    assert limited.json()["type"] == PT + "rate-limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    # refused before any work: a POST is not even validated
+    assert requests.post(server.url + "/v1/jobs", data=b"{", headers=carol, timeout=10).status_code == 429
+    assert requests.get(job, headers=dave, timeout=10).status_code == 404  # buckets are per client
+    assert requests.get(server.url + "/healthz", headers=carol, timeout=10).status_code == 200
