@@ -37,6 +37,7 @@ DEFAULTS = {
     "CATALOG_QUEUE": "catalog",
     "CATALOG_CHUNK_SIZE": 512,  # rows per chunk (one task, one model batch)
     "MAX_CATALOG_ROWS": 2_000_000,  # data rows per catalog
+    "MAX_CONCURRENT_CATALOGS": 4,  # unfinished catalogs per client (web/auth.py; 0 = no limit)
     "MAX_CATALOG_BYTES": 1024 * 1024 * 1024,  # bytes per catalog upload
     "CATALOG_MAX_TEXT_LENGTH": 20000,  # characters per row text; longer rows fail (per row)
     "CATALOG_TTL": 7 * 86400,  # seconds a catalog and its results are kept

@@ -181,3 +181,35 @@ def init_auth(app: Flask) -> None:
         _authenticate()
         _rate_limit()
         return None
+
+
+# -- concurrent catalogs per client ----------------------------------------------------------------
+
+ACTIVE_CATALOGS_PREFIX = "categorizer:catalogs:active:"
+
+
+def claim_catalog_slot(client_redis, catalog_id: str, limit: int, is_active) -> None:
+    """Count ``catalog_id`` among the current client's unfinished catalogs, or raise ``429``
+    ``too-many-catalogs`` when ``limit`` of them are still unfinished (``limit`` <= 0: no limit).
+
+    The set of a client's catalogs lives in Redis (shared by all web processes); finished,
+    deleted or expired ones are pruned here with ``is_active(catalog_id) -> bool``, so no worker
+    has to report back. Checked before the upload is read: a refused client sends no rows.
+    """
+    if limit <= 0:
+        return
+    client = current_client() or f"addr:{request.remote_addr}"
+    key = ACTIVE_CATALOGS_PREFIX + client
+    for member in client_redis.smembers(key):
+        if not is_active(member):
+            client_redis.srem(key, member)
+    active = client_redis.scard(key)
+    if active >= limit:
+        raise Problem(
+            "too-many-catalogs",
+            f"{active} of your catalogs are still being processed (limit {limit}); retry when one finishes",
+            headers={"Retry-After": current_app.config.get("RETRY_AFTER", 5)},
+            limit=limit,
+        )
+    client_redis.sadd(key, catalog_id)
+    client_redis.expire(key, int(current_app.config.get("CATALOG_TTL", 7 * 86400)))

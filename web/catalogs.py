@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from web.auth import check_owner, claim_catalog_slot, current_client
 from web.catalog_ingest import CatalogRefused, Options, open_catalog
 from web.problems import TYPES, Problem
 from worker.catalog_store import FINAL_STATES, SUCCEEDED, CatalogStore
@@ -143,7 +144,14 @@ def submit_catalog():
     catalog_id = str(uuid.uuid4())
     ttl, chunk_size, max_rows = int(cfg["CATALOG_TTL"]), int(cfg["CATALOG_CHUNK_SIZE"]), int(cfg["MAX_CATALOG_ROWS"])
     queue = cfg["CATALOG_QUEUE"]
-    catalogs.create(catalog_id, ttl, format=reader.format, chunk_size=chunk_size)
+    claim_catalog_slot(
+        catalogs.redis,
+        catalog_id,
+        int(cfg["MAX_CONCURRENT_CATALOGS"]),
+        lambda cid: (catalogs.get(cid) or {}).get("status", "failed") not in FINAL_STATES,
+    )
+    owner = {"owner": current_client()} if current_client() else {}
+    catalogs.create(catalog_id, ttl, format=reader.format, chunk_size=chunk_size, **owner)
     n, rows = 0, []
 
     def flush() -> None:
@@ -248,7 +256,7 @@ def _view(catalog_id: str, record: dict) -> dict:
 def _record(catalog_id: str) -> tuple[str, dict]:
     catalog_id = _canonical_id(catalog_id)
     record = store().get(catalog_id)
-    if record is None:
+    if not check_owner(record):  # unknown, expired, or another client's: the same 404
         raise Problem("catalog-not-found", f"no catalog {catalog_id} (unknown, deleted, or expired)")
     return catalog_id, record
 

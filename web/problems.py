@@ -34,6 +34,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "too-many-products": (422, "Too many products in one job"),
     "idempotency-key-reused": (422, "Idempotency-Key reused with a different request body"),
     "rate-limited": (429, "Too many requests"),
+    "too-many-catalogs": (429, "Too many unfinished catalogs"),
     "internal-error": (500, "Internal server error"),
     "queue-full": (503, "Too many queued jobs"),
     "service-unavailable": (503, "Service unavailable"),

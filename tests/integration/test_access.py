@@ -74,3 +74,30 @@ def test_rate_limit_answers_429_with_retry_after(server_factory, redis_url):
     assert requests.post(server.url + "/v1/jobs", data=b"{", headers=carol, timeout=10).status_code == 429
     assert requests.get(job, headers=dave, timeout=10).status_code == 404  # buckets are per client
     assert requests.get(server.url + "/healthz", headers=carol, timeout=10).status_code == 200
+
+
+def test_catalogs_are_private_and_limited_per_client(server_factory, redis_url):
+    idle = f"test-idle-catalog-{uuid.uuid4().hex[:8]}"  # no worker consumes it: catalogs stay unfinished
+    server = server_factory(
+        redis_url, API_KEYS="alice:alice-secret-key,bob:bob-secret-key", CATALOG_QUEUE=idle, MAX_CONCURRENT_CATALOGS=1
+    )
+    csv_body = b"id,text\n1,USB-C charger for phones\n2,cotton shirt slim fit\n"
+    post = {"data": csv_body, "timeout": 30}
+    first = requests.post(server.url + "/v1/catalogs", headers={**ALICE, "Content-Type": "text/csv"}, **post)
+    assert first.status_code == 202, first.text
+    catalog_id = first.json()["catalog_id"]
+    assert requests.get(f"{server.url}/v1/catalogs/{catalog_id}", headers=ALICE, timeout=10).status_code == 200
+    for path in (f"/v1/catalogs/{catalog_id}", f"/v1/catalogs/{catalog_id}/results"):
+        theirs = requests.get(server.url + path, headers=BOB, timeout=10)
+        assert theirs.status_code == 404 and theirs.json()["type"] == PT + "catalog-not-found", path
+    assert requests.delete(f"{server.url}/v1/catalogs/{catalog_id}", headers=BOB, timeout=10).status_code == 404
+    # alice has one unfinished catalog: a second one is refused, bob's is not
+    second = requests.post(server.url + "/v1/catalogs", headers={**ALICE, "Content-Type": "text/csv"}, **post)
+    assert second.status_code == 429 and second.json()["type"] == PT + "too-many-catalogs"
+    assert int(second.headers["Retry-After"]) > 0
+    bobs = requests.post(server.url + "/v1/catalogs", headers={**BOB, "Content-Type": "text/csv"}, **post)
+    assert bobs.status_code == 202, bobs.text
+    # once alice's catalog is gone (deleted), her slot is free again
+    assert requests.delete(f"{server.url}/v1/catalogs/{catalog_id}", headers=ALICE, timeout=10).status_code == 200
+    third = requests.post(server.url + "/v1/catalogs", headers={**ALICE, "Content-Type": "text/csv"}, **post)
+    assert third.status_code == 202, third.text
