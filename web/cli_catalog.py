@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     import requests
     from tqdm import tqdm
 
+    from web.client import api_session
+
     prog = "categorizer submit-catalog"
     fmt = args.format or ("jsonl" if args.output.suffix.lower() in (".jsonl", ".ndjson") else "csv")
     if not args.file.is_file():
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if v
     }
     base = args.url.rstrip("/")
-    session = requests.Session()
+    session = api_session()  # sends CATEGORIZER_API_KEY when set
     size = args.file.stat().st_size
     try:
         with open(args.file, "rb") as fh:

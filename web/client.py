@@ -12,6 +12,7 @@ Errors answered by the API raise ``ProblemError`` carrying the RFC 9457 problem 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -61,15 +62,28 @@ def _products(items: Iterable) -> list[dict]:
     return out
 
 
+def api_session(api_key: str | None = None) -> requests.Session:
+    """A session that sends the API key (argument, else ``CATEGORIZER_API_KEY``) when there is one."""
+    session = requests.Session()
+    api_key = api_key or os.environ.get("CATEGORIZER_API_KEY")
+    if api_key:
+        session.headers["Authorization"] = f"Bearer {api_key}"
+    return session
+
+
 class Client:
-    """Talks to one categorizer service at ``base_url``."""
+    """Talks to one categorizer service at ``base_url`` (API key: ``api_key`` or ``CATEGORIZER_API_KEY``)."""
 
     def __init__(
-        self, base_url: str = "http://127.0.0.1:8000", timeout: float = 10.0, session: requests.Session | None = None
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        api_key: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or api_session(api_key)
 
     def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:
         resp = self.session.request(method, self.base_url + path, timeout=timeout or self.timeout, **kwargs)

@@ -101,3 +101,29 @@ def test_catalogs_are_private_and_limited_per_client(server_factory, redis_url):
     assert requests.delete(f"{server.url}/v1/catalogs/{catalog_id}", headers=ALICE, timeout=10).status_code == 200
     third = requests.post(server.url + "/v1/catalogs", headers={**ALICE, "Content-Type": "text/csv"}, **post)
     assert third.status_code == 202, third.text
+
+
+def test_client_and_cli_send_the_api_key(keyed_server, monkeypatch):
+    import subprocess
+    import sys
+
+    from tests.paths import REPO
+    from web.client import Client, ProblemError
+
+    job = Client(keyed_server.url, api_key="alice-secret-key").submit(PRODUCTS).wait(timeout=30)
+    assert job.results()[0]["category"] == OBVIOUS[0][2]
+    monkeypatch.delenv("CATEGORIZER_API_KEY", raising=False)
+    with pytest.raises(ProblemError) as refused:
+        Client(keyed_server.url).submit(PRODUCTS)
+    assert refused.value.status == 401
+    env = {"CATEGORIZER_API_KEY": "bob-secret-key", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "web.cli", "submit", "--url", keyed_server.url, PRODUCTS[0]["text"]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert OBVIOUS[0][2] in proc.stdout
