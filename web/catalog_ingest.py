@@ -210,13 +210,13 @@ class CatalogReader:
         self.rows += 1
         if ident is not None:
             ident = str(ident)[:MAX_ID_LENGTH]
-            if _SURROGATE.search(ident):
+            if not ident.isascii() and _SURROGATE.search(ident):
                 ident = ident.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if text is None:
             return Row(self.rows, ident, None, "missing_text: the row has no text")
         if not isinstance(text, str):
             return Row(self.rows, ident, None, f"missing_text: text is {type(text).__name__}, not a string")
-        if _SURROGATE.search(text):
+        if not text.isascii() and _SURROGATE.search(text):  # isascii(): O(1), most texts
             return Row(self.rows, ident, None, "invalid_encoding: the row is not valid UTF-8")
         if not text.strip():
             return Row(self.rows, ident, None, "empty_text: the text is empty")

@@ -21,6 +21,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from web.auth import check_owner, claim_catalog_slot, current_client
 from web.catalog_ingest import CatalogRefused, Options, open_catalog
 from web.problems import TYPES, Problem
+from worker.cache import prediction_of, unpack_probabilities
 from worker.catalog_store import FINAL_STATES, SUCCEEDED, CatalogStore
 from worker.celery_app import CATALOG_CHUNK_TASK
 from worker.jobstore import connect
@@ -158,7 +159,7 @@ def submit_catalog():
         nonlocal n, rows
         if catalogs.add_chunk(catalog_id, n, [r.as_list() for r in rows], ttl) < 0:
             raise Problem("catalog-not-found", f"catalog {catalog_id} was cancelled during its upload")
-        celery.send_task(CATALOG_CHUNK_TASK, args=(catalog_id, n), queue=queue)
+        celery.send_task(CATALOG_CHUNK_TASK, args=(catalog_id, n), queue=queue, ignore_result=True)
         n, rows = n + 1, []
 
     try:
@@ -277,6 +278,29 @@ def result_columns(labels: list[str]) -> list[str]:
     return ["row", "id", "category", "confidence", *[f"p_{label}" for label in labels], "model_version", "error"]
 
 
+def expand_results(stored, labels: list[str]) -> list[tuple]:
+    """One chunk's stored results as ``(row, id, category, confidence, probabilities, model_version, error)``.
+
+    Reads both formats: 2 (``worker.catalog_tasks.results_document``: the distinct predictions'
+    probabilities once, rows pointing at them) and 1 (a list with one full entry per row).
+    """
+    if isinstance(stored, list):
+        return [tuple(r) for r in stored]
+    version = stored["model_version"]
+    preds = []
+    for probs in unpack_probabilities(stored["probabilities"], len(labels)):
+        category, confidence = prediction_of(probs, labels)
+        preds.append((category, confidence, probs))
+    out = []
+    for row, ident, k, error in stored["rows"]:
+        if k is None:
+            out.append((row, ident, None, None, None, version, error))
+        else:
+            category, confidence, probs = preds[k]
+            out.append((row, ident, category, confidence, probs, version, None))
+    return out
+
+
 def _csv_lines(chunks, labels: list[str]):
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -286,7 +310,7 @@ def _csv_lines(chunks, labels: list[str]):
     for results in chunks:
         buf.seek(0)
         buf.truncate()
-        for row, ident, category, confidence, probs, version, error in results:
+        for row, ident, category, confidence, probs, version, error in expand_results(results, labels):
             writer.writerow([row, ident, category, confidence, *(probs or empty), version, error])
         yield buf.getvalue()
 
@@ -294,7 +318,7 @@ def _csv_lines(chunks, labels: list[str]):
 def _jsonl_lines(chunks, labels: list[str]):
     for results in chunks:
         out = []
-        for row, ident, category, confidence, probs, version, error in results:
+        for row, ident, category, confidence, probs, version, error in expand_results(results, labels):
             item = {
                 "row": row,
                 "id": ident,

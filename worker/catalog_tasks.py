@@ -3,12 +3,15 @@
 A message names ``(catalog_id, chunk)``; the rows are read from Redis (``worker.catalog_store``).
 For the valid rows of a chunk the task:
 
-1. keys every text by ``normalize_key`` and keeps one text per key (identical texts in a chunk
-   cost one inference);
-2. reads the cache (``worker.cache``) for those keys under the current model version;
-3. runs the model once, as one batch, on the misses only, and writes them to the cache;
+1. keeps one slot per distinct text (identical texts in a chunk cost one inference) and looks
+   each up in the process-local cache (``worker.cache.LocalCache``, keyed by a hash of the raw
+   text: a repeated text costs one hash and one dict lookup);
+2. for the rest, keys the text by ``normalize_key`` and reads the Redis cache for all of them
+   with one ``MGET`` under the current model version;
+3. runs the model once, as one batch, on the misses only, and writes them to both caches;
 4. stores the chunk's results and counts once (``CatalogStore.store_chunk``: a redelivered
-   chunk stores nothing a second time).
+   chunk stores nothing a second time). The results are compact (``results_document``): each
+   distinct prediction once, each row a reference to it.
 
 It increments ``categorizer:stats:catalog_inferences`` by the number of texts it ran through
 the model, and logs one line per chunk::
@@ -26,27 +29,37 @@ import time
 import redis
 
 from worker import model
-from worker.cache import ResultCache, normalize_key, text_digest
+from worker.cache import (
+    LocalCache,
+    ResultCache,
+    fast_normalize_key,
+    pack_probabilities,
+    probabilities_of,
+    raw_digest,
+    text_digest,
+)
 from worker.catalog_store import FINAL_STATES, INFERENCES_KEY, CatalogStore
 from worker.celery_app import CATALOG_CHUNK_TASK, app
 from worker.jobstore import connect
 
 log = logging.getLogger("categorizer.worker")
 
-_state: tuple[int, CatalogStore, ResultCache] | None = None
+_state: tuple[int, CatalogStore, ResultCache, LocalCache] | None = None
 
 
-def _services() -> tuple[CatalogStore, ResultCache]:
-    """This process's store and cache (a Redis connection pool is never shared across a fork)."""
+def _services() -> tuple[CatalogStore, ResultCache, LocalCache]:
+    """This process's store and caches (a Redis connection pool is never shared across a fork)."""
     global _state
     if _state is None or _state[0] != os.getpid():
         client = connect(app.conf.broker_url)
-        _state = (os.getpid(), CatalogStore(client), ResultCache(client))
-    return _state[1], _state[2]
+        _state = (os.getpid(), CatalogStore(client), ResultCache(client), LocalCache())
+    return _state[1], _state[2], _state[3]
 
 
-def categorize_rows(rows: list[list], cache: ResultCache, counter: redis.Redis | None = None) -> tuple[list, dict]:
-    """Results (``[row, id, category, confidence, [probabilities], model_version, error]``) and counts.
+def categorize_rows(
+    rows: list[list], cache: ResultCache, counter: redis.Redis | None = None, local: LocalCache | None = None
+) -> tuple[dict, dict]:
+    """The chunk's results (``results_document``) and counts.
 
     Raises ``RuntimeError`` when no model can be loaded (the chunk is then retried).
     """
@@ -54,48 +67,83 @@ def categorize_rows(rows: list[list], cache: ResultCache, counter: redis.Redis |
     if bundle is None:
         raise RuntimeError(f"no model loaded: {model.holder.error}")
     version, labels = bundle.version, list(bundle.labels)
-    digests: dict[str, str] = {}  # digest -> first text
-    row_digest: list[str | None] = []
+    known = local.for_version(version) if local is not None and cache.enabled else {}
+    # one slot per distinct text of the chunk; a row points at its slot
+    slot_of: dict[bytes, int] = {}
+    preds: list[tuple | None] = []
+    from_cache: list[bool] = []
+    pending: dict[str, list[int]] = {}  # normalized digest -> slots still without a prediction
+    first_text: dict[str, str] = {}
+    row_slots: list[int | None] = []
     for _row, _id, text, error in rows:
         if error is not None or text is None:
-            row_digest.append(None)
+            row_slots.append(None)
             continue
-        d = text_digest(normalize_key(text))
-        digests.setdefault(d, text)
-        row_digest.append(d)
-    unique = list(digests)
-    found = cache.get_many(version, unique)
-    predictions: dict[str, dict] = {d: p for d, p in zip(unique, found, strict=True) if p is not None}
-    cached_digests = set(predictions)
-    misses = [d for d in unique if d not in cached_digests]
+        rk = raw_digest(text)
+        s = slot_of.get(rk)
+        if s is None:
+            s = slot_of[rk] = len(preds)
+            p = known.get(rk)
+            preds.append(p)
+            from_cache.append(p is not None)
+            if p is None:
+                d = text_digest(fast_normalize_key(text))
+                pending.setdefault(d, []).append(s)
+                first_text.setdefault(d, text)
+        row_slots.append(s)
+    unique = list(pending)
+    fresh: dict[str, tuple] = {}
+    misses: list[str] = []
+    for d, p in zip(unique, cache.get_many(version, unique, labels), strict=True):
+        if p is None:
+            misses.append(d)
+        else:
+            fresh[d] = p
+    for d in fresh:
+        for s in pending[d]:
+            from_cache[s] = True
     if misses:
-        fresh = bundle.predict([digests[d] for d in misses])
-        new = dict(zip(misses, fresh, strict=True))
-        predictions.update(new)
-        cache.put_many(version, new)
+        predicted = bundle.predict([first_text[d] for d in misses])
+        inferred = {d: probabilities_of(p, labels) for d, p in zip(misses, predicted, strict=True)}
+        cache.put_many(version, inferred)
+        fresh.update(inferred)
         if counter is not None:
             counter.incrby(INFERENCES_KEY, len(misses))
-    out, failed, cached = [], 0, 0
-    for (row, ident, _text, error), d in zip(rows, row_digest, strict=True):
-        if d is None:
+    for d, slots in pending.items():
+        for s in slots:
+            preds[s] = fresh[d]
+    if local is not None and cache.enabled and pending:
+        local.put_many(version, {rk: preds[s] for rk, s in slot_of.items() if not known.get(rk)})
+    out_rows, failed, cached = [], 0, 0
+    for (row, ident, _text, error), s in zip(rows, row_slots, strict=True):
+        if s is None:
             failed += 1
-            out.append([row, ident, None, None, None, version, error or "missing_text"])
-            continue
-        if d in cached_digests:
-            cached += 1
-        p = predictions[d]
-        probs = [p["probabilities"].get(label) for label in labels]
-        out.append([row, ident, p["category"], p["confidence"], probs, version, None])
+            out_rows.append([row, ident, None, error or "missing_text"])
+        else:
+            cached += from_cache[s]
+            out_rows.append([row, ident, s, None])
+    document = results_document(version, preds, out_rows)
     counts = {
         "done": len(rows),
         "failed": failed,
         "cached": cached,
-        "unique": len(unique),
+        "unique": len(preds),
         "inferences": len(misses),
         "model_version": version,
         "labels": labels,
     }
-    return out, counts
+    return document, counts
+
+
+def results_document(version: str, preds: list[tuple], rows: list[list]) -> dict:
+    """A chunk's stored results (format 2): each distinct prediction once, rows point at it.
+
+    ``{"format": 2, "model_version": v, "probabilities": pack_probabilities(preds), "rows":
+    [[row, id, prediction index or null, error or null], ...]}``: the probabilities of the
+    chunk's distinct texts as one float32 block (exact, and no float formatting per row). Rendered
+    by ``web.catalogs`` (which also reads the first format: one full list per row).
+    """
+    return {"format": 2, "model_version": version, "probabilities": pack_probabilities(preds), "rows": rows}
 
 
 @app.task(
@@ -107,7 +155,7 @@ def categorize_rows(rows: list[list], cache: ResultCache, counter: redis.Redis |
 )
 def categorize_chunk(catalog_id: str, chunk: int) -> dict:
     """Categorize chunk ``chunk`` of catalog ``catalog_id`` and store its results exactly once."""
-    store, cache = _services()
+    store, cache, local = _services()
     status = store.mark_started(catalog_id)
     if status is None or status in FINAL_STATES:
         log.info("catalog_chunk_skipped catalog_id=%s chunk=%d reason=%s", catalog_id, chunk, status or "gone")
@@ -120,7 +168,7 @@ def categorize_chunk(catalog_id: str, chunk: int) -> dict:
         log.warning("catalog_chunk_skipped catalog_id=%s chunk=%d reason=no_input", catalog_id, chunk)
         return {"catalog_id": catalog_id, "chunk": chunk, "skipped": "no input"}
     started = time.perf_counter()
-    results, counts = categorize_rows(rows, cache, store.redis)
+    results, counts = categorize_rows(rows, cache, store.redis, local)
     stored = store.store_chunk(
         catalog_id,
         chunk,
