@@ -14,7 +14,11 @@ For the valid rows of a chunk the task:
    distinct prediction once, each row a reference to it.
 
 It increments ``categorizer:stats:catalog_inferences`` by the number of texts it ran through
-the model, and logs one line per chunk::
+the model (exported as ``categorizer_cache_misses_total``) and ``categorizer:stats:cache_hits``
+by the rows answered from a cache (``worker.counters.record_cache``;
+``categorizer_cache_hits_total``), in one pipeline. Its model call goes through
+``worker.model.categorize`` (batch metrics hooks, ``batch job_id=catalog:<id>:<chunk> ...`` log
+line). It logs one line per chunk::
 
     catalog_chunk catalog_id=... chunk=3 rows=512 failed=1 unique=300 cached=120 inferred=180 latency_ms=40.2 ...
 """
@@ -40,6 +44,7 @@ from worker.cache import (
 )
 from worker.catalog_store import FINAL_STATES, INFERENCES_KEY, CatalogStore
 from worker.celery_app import CATALOG_CHUNK_TASK, app
+from worker.counters import record_cache
 from worker.jobstore import connect
 
 log = logging.getLogger("categorizer.worker")
@@ -57,16 +62,31 @@ def _services() -> tuple[CatalogStore, ResultCache, LocalCache]:
 
 
 def categorize_rows(
-    rows: list[list], cache: ResultCache, counter: redis.Redis | None = None, local: LocalCache | None = None
+    rows: list[list],
+    cache: ResultCache,
+    counter: redis.Redis | None = None,
+    local: LocalCache | None = None,
+    job_id: str = "catalog",
 ) -> tuple[dict, dict]:
     """The chunk's results (``results_document``) and counts.
 
+    The model runs through ``worker.model.categorize`` (the entry point of interactive jobs: its
+    ``BATCH_HOOKS`` metrics and its ``batch job_id=...`` log line apply), logged as ``job_id``.
     Raises ``RuntimeError`` when no model can be loaded (the chunk is then retried).
     """
-    bundle = model.holder.get()
-    if bundle is None:
-        raise RuntimeError(f"no model loaded: {model.holder.error}")
-    version, labels = bundle.version, list(bundle.labels)
+    for _attempt in range(3):
+        bundle = model.holder.get()
+        if bundle is None:
+            raise RuntimeError(f"no model loaded: {model.holder.error}")
+        done = _categorize_rows(rows, cache, counter, local, job_id, bundle.version, list(bundle.labels))
+        if done is not None:
+            return done
+    raise RuntimeError("the model version changed during every attempt of the chunk")
+
+
+def _categorize_rows(rows, cache, counter, local, job_id, version, labels) -> tuple[dict, dict] | None:
+    """``categorize_rows`` for model ``version``; None if the model switched to another version
+    between the cache lookup and the model call (the chunk is then redone with the new one)."""
     known = local.for_version(version) if local is not None and cache.enabled else {}
     # one slot per distinct text of the chunk; a row points at its slot
     slot_of: dict[bytes, int] = {}
@@ -103,12 +123,12 @@ def categorize_rows(
         for s in pending[d]:
             from_cache[s] = True
     if misses:
-        predicted = bundle.predict([first_text[d] for d in misses])
+        predicted, used = model.categorize(job_id, [first_text[d] for d in misses])
+        if used != version:
+            return None
         inferred = {d: probabilities_of(p, labels) for d, p in zip(misses, predicted, strict=True)}
         cache.put_many(version, inferred)
         fresh.update(inferred)
-        if counter is not None:
-            counter.incrby(INFERENCES_KEY, len(misses))
     for d, slots in pending.items():
         for s in slots:
             preds[s] = fresh[d]
@@ -122,6 +142,12 @@ def categorize_rows(
         else:
             cached += from_cache[s]
             out_rows.append([row, ident, s, None])
+    if counter is not None and (misses or cached):
+        pipe = counter.pipeline(transaction=False)
+        if misses:
+            pipe.incrby(INFERENCES_KEY, len(misses))  # exported as cache misses (web.ops)
+        record_cache(counter, hits=cached, pipeline=pipe)
+        pipe.execute()
     document = results_document(version, preds, out_rows)
     counts = {
         "done": len(rows),
@@ -168,7 +194,7 @@ def categorize_chunk(catalog_id: str, chunk: int) -> dict:
         log.warning("catalog_chunk_skipped catalog_id=%s chunk=%d reason=no_input", catalog_id, chunk)
         return {"catalog_id": catalog_id, "chunk": chunk, "skipped": "no input"}
     started = time.perf_counter()
-    results, counts = categorize_rows(rows, cache, store.redis, local)
+    results, counts = categorize_rows(rows, cache, store.redis, local, job_id=f"catalog:{catalog_id}:{chunk}")
     stored = store.store_chunk(
         catalog_id,
         chunk,

@@ -26,6 +26,7 @@ from tests.integration.samples import CHARGER, NOVEL
 from tests.paths import DATASET
 from web.client import Client
 from worker.catalog_store import INFERENCES_KEY
+from worker.counters import CACHE_HITS_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -269,12 +270,17 @@ def test_second_upload_of_the_same_file_costs_no_inference(svc):
     assert first["status"] == "succeeded" and ran == first["inferences"] > 0
     assert ran <= 400  # one inference per distinct text at most
 
-    before = svc.inferences()
+    before, hits_before = svc.inferences(), int(svc.redis.get(CACHE_HITS_KEY) or 0)
     accepted = svc.submit(body)
     second = svc.wait(accepted["catalog_id"])
     assert svc.inferences() == before  # 0 inferences the second time
     assert second["inferences"] == 0
     assert second["cached_rows"] == second["total"] == 1500
+    # the cache metric counts the rows answered from the cache (categorizer_cache_hits_total)
+    assert int(svc.redis.get(CACHE_HITS_KEY) or 0) - hits_before == 1500
+    # the first upload's model calls went through worker.model.categorize (hooks, batch log line)
+    log = svc.worker.log_path.read_text()
+    assert f"batch job_id=catalog:{first['catalog_id']}:0 " in log
     first_results = svc.results(first["catalog_id"])
     second_results = svc.results(accepted["catalog_id"])
     assert [(r["id"], r["category"], r["confidence"]) for r in first_results] == [
