@@ -27,7 +27,14 @@ def test_str_split_and_regex_whitespace_agree_on_every_code_point():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "  a  b ", "A&amp;B\u00a0 c\u2003d\n\te", "&lt;b&gt;  Bold &#39;x&#39;", "\u1680x\u3000Y\x1c\x1fz", "Ünïcode ẞ"],
+    [
+        "",
+        "  a  b ",
+        "A&amp;B\u00a0 c\u2003d\n\te",
+        "&lt;b&gt;  Bold &#39;x&#39;",
+        "\u1680x\u3000Y\x1c\x1fz",
+        "Ünïcode ẞ",
+    ],
 )
 def test_fast_normalize_key_is_normalize_key(text):
     assert fast_normalize_key(text) == normalize_key(text)
