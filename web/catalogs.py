@@ -21,6 +21,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from web.auth import check_owner, claim_catalog_slot, current_client
 from web.catalog_ingest import CatalogRefused, Options, open_catalog
 from web.problems import TYPES, Problem
+from web.review import needs_review
 from worker.cache import prediction_of, unpack_probabilities
 from worker.catalog_store import FINAL_STATES, SUCCEEDED, CatalogStore
 from worker.celery_app import CATALOG_CHUNK_TASK
@@ -275,7 +276,21 @@ def get_catalog(catalog_id: str):
 
 
 def result_columns(labels: list[str]) -> list[str]:
-    return ["row", "id", "category", "confidence", *[f"p_{label}" for label in labels], "model_version", "error"]
+    return [
+        "row",
+        "id",
+        "category",
+        "confidence",
+        *[f"p_{label}" for label in labels],
+        "model_version",
+        "error",
+        "needs_review",
+    ]
+
+
+def _review(confidence, threshold: float) -> bool | None:
+    """``needs_review`` of a row (``web.review``; None for a failed row)."""
+    return None if confidence is None else needs_review(confidence, threshold)
 
 
 def expand_results(stored, labels: list[str]) -> list[tuple]:
@@ -301,7 +316,7 @@ def expand_results(stored, labels: list[str]) -> list[tuple]:
     return out
 
 
-def _csv_lines(chunks, labels: list[str]):
+def _csv_lines(chunks, labels: list[str], threshold: float):
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(result_columns(labels))
@@ -311,11 +326,13 @@ def _csv_lines(chunks, labels: list[str]):
         buf.seek(0)
         buf.truncate()
         for row, ident, category, confidence, probs, version, error in expand_results(results, labels):
-            writer.writerow([row, ident, category, confidence, *(probs or empty), version, error])
+            review = _review(confidence, threshold)
+            flag = "" if review is None else ("true" if review else "false")
+            writer.writerow([row, ident, category, confidence, *(probs or empty), version, error, flag])
         yield buf.getvalue()
 
 
-def _jsonl_lines(chunks, labels: list[str]):
+def _jsonl_lines(chunks, labels: list[str], threshold: float):
     for results in chunks:
         out = []
         for row, ident, category, confidence, probs, version, error in expand_results(results, labels):
@@ -327,6 +344,7 @@ def _jsonl_lines(chunks, labels: list[str]):
                 "probabilities": dict(zip(labels, probs, strict=True)) if probs else None,
                 "model_version": version,
                 "error": error,
+                "needs_review": _review(confidence, threshold),
             }
             out.append(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
         if out:
@@ -357,7 +375,9 @@ def get_results(catalog_id: str):
                 return
             yield json.loads(raw)
 
-    body = _csv_lines(results(), labels) if fmt == "csv" else _jsonl_lines(results(), labels)
+    threshold = float(current_app.config["REVIEW_THRESHOLD"])  # read now: the body streams outside the app context
+    lines = _csv_lines if fmt == "csv" else _jsonl_lines
+    body = lines(results(), labels, threshold)
     resp = Response(body, mimetype=RESULT_MEDIA[fmt])
     resp.headers["Content-Disposition"] = f'attachment; filename="catalog-{catalog_id}.{fmt}"'
     return resp

@@ -100,7 +100,9 @@ def extend(spec: dict, config: dict) -> None:
             "summary": "Download the results, streamed, in input order",
             "description": "One record per input row: `row` (1-based), `id`, `category`, `confidence`, the "
             "probability of every category (CSV: `p_<category>` columns; JSONL: `probabilities`), "
-            "`model_version` and `error` (empty unless the row failed).",
+            "`model_version`, `error` (empty unless the row failed) and `needs_review` (CSV `true`/`false`, "
+            "JSONL a boolean; empty/null for a failed row): the confidence is below REVIEW_THRESHOLD "
+            f"({config['REVIEW_THRESHOLD']} on this server), as for interactive results.",
             "parameters": [CATALOG_ID, _q("format", "Result format (default csv)", {"enum": ["csv", "jsonl"]})],
             "responses": {
                 "200": {

@@ -147,8 +147,12 @@ def test_csv_catalog_of_real_rows_is_complete_and_in_order(svc):
     results = svc.results(accepted["catalog_id"])
     assert_complete_in_order(results, rows)
     columns = list(results[0])
-    assert columns[:4] == ["row", "id", "category", "confidence"] and columns[-2:] == ["model_version", "error"]
-    assert sorted(columns[4:-2]) == [f"p_{c}" for c in LABELS]
+    assert columns[:4] == ["row", "id", "category", "confidence"]
+    assert columns[-3:] == ["model_version", "error", "needs_review"]
+    assert sorted(columns[4:-3]) == [f"p_{c}" for c in LABELS]
+    # needs_review follows REVIEW_THRESHOLD (0.9 by default), as for interactive results
+    assert {r["needs_review"] for r in results} == {"true", "false"}
+    assert all((r["needs_review"] == "true") == (float(r["confidence"]) < 0.9) for r in results)
     by_text = {}
     for r, src in zip(results, rows, strict=True):
         assert r["category"] in LABELS and not r["error"]
@@ -167,6 +171,7 @@ def test_jsonl_catalog_and_column_options(svc):
     results = svc.results(accepted["catalog_id"], fmt="jsonl")
     assert_complete_in_order(results, rows)
     assert set(results[0]["probabilities"]) == set(LABELS) and results[0]["error"] is None
+    assert all(r["needs_review"] is (r["confidence"] < 0.9) for r in results)
 
     # CSV with other column names, title + description joined
     name, desc = NOVEL[1].split(":", 1)
@@ -212,7 +217,7 @@ def test_bad_rows_are_reported_per_row_and_never_fail_the_catalog(svc):
     assert errors == expected_errors
     for r in results:
         if r["error"]:
-            assert r["category"] == "" and r["p_Books"] == ""
+            assert r["category"] == "" and r["p_Books"] == "" and r["needs_review"] == ""
         else:
             assert r["category"] in LABELS
 
@@ -232,6 +237,7 @@ def test_bad_rows_are_reported_per_row_and_never_fail_the_catalog(svc):
         (7, ""),
     ]
     assert results[4]["id"] == "no-text" and results[4]["category"] is None
+    assert results[4]["needs_review"] is None and isinstance(results[0]["needs_review"], bool)
 
 
 def test_files_that_are_not_catalogs_are_refused_up_front(svc):
