@@ -100,6 +100,8 @@ def unpack_probabilities(packed: str, n_labels: int) -> list[list[float]]:
     if sys.byteorder != "little":
         flat.byteswap()
     values = flat.tolist()
+    if not values:
+        return []
     return [values[i : i + n_labels] for i in range(0, len(values), n_labels)]
 
 

@@ -31,8 +31,10 @@ import os
 import time
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.worker.request import Request
 
-from worker import model
+from worker import faults, model
 from worker.cache import (
     LocalCache,
     ResultCache,
@@ -172,15 +174,95 @@ def results_document(version: str, preds: list[tuple], rows: list[list]) -> dict
     return {"format": 2, "model_version": version, "probabilities": pack_probabilities(preds), "rows": rows}
 
 
+def time_limit_retries() -> int:
+    """Deliveries of a chunk after it hit the soft time limit (``CATEGORIZER_CATALOG_TIME_LIMIT_RETRIES``)."""
+    value = os.environ.get("CATEGORIZER_CATALOG_TIME_LIMIT_RETRIES")
+    return max(0, int(value)) if value not in (None, "") else 2
+
+
+def fail_chunk(store: CatalogStore, catalog_id: str, chunk: int, reason: str) -> int:
+    """Store every row of a chunk as failed with ``reason`` (once), so that the catalog finishes.
+
+    Returns what ``CatalogStore.store_chunk`` returns (-2 when the chunk's input is gone).
+    """
+    rows = store.load_chunk(catalog_id, chunk)
+    if rows is None:
+        return -2
+    error = f"time_limit: {reason}"
+    document = results_document("", [], [[row, ident, None, error] for row, ident, _text, _error in rows])
+    stored = store.store_chunk(
+        catalog_id,
+        chunk,
+        json.dumps(document, separators=(",", ":"), ensure_ascii=False),
+        done=len(rows),
+        failed=len(rows),
+        cached=0,
+        inferences=0,
+        model_version="",
+        labels=None,
+    )
+    log.error(
+        "catalog_chunk_failed catalog_id=%s chunk=%d rows=%d reason=%s stored=%d",
+        catalog_id,
+        chunk,
+        len(rows),
+        reason,
+        stored,
+    )
+    return stored
+
+
+class ChunkRequest(Request):
+    """Fails a chunk's rows when the hard time limit killed the pool process running it.
+
+    Celery acknowledges such a message (it is not delivered again), so without this the chunk
+    would never be stored and its catalog would stay ``running`` forever. Runs in the worker's
+    main process; the store is idempotent (a chunk already stored is left alone).
+    """
+
+    def on_timeout(self, soft, timeout):
+        super().on_timeout(soft, timeout)
+        if soft or len(self.args or ()) < 2:
+            return
+        catalog_id, chunk = self.args[0], int(self.args[1])
+        try:
+            fail_chunk(_services()[0], catalog_id, chunk, f"the chunk task was stopped after {timeout} s")
+        except redis.exceptions.RedisError:
+            log.exception("catalog_chunk_fail_not_recorded catalog_id=%s chunk=%d", catalog_id, chunk)
+
+
 @app.task(
     name=CATALOG_CHUNK_TASK,
+    bind=True,
+    Request=ChunkRequest,
     autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RuntimeError),
     retry_backoff=True,
     retry_backoff_max=30,
     max_retries=10,
 )
-def categorize_chunk(catalog_id: str, chunk: int) -> dict:
-    """Categorize chunk ``chunk`` of catalog ``catalog_id`` and store its results exactly once."""
+def categorize_chunk(self, catalog_id: str, chunk: int) -> dict:
+    """Categorize chunk ``chunk`` of catalog ``catalog_id`` and store its results exactly once.
+
+    A chunk that exceeds the soft time limit is tried again (``time_limit_retries()`` times, as
+    a new message); then its rows are stored as failed (``time_limit: ...``) and the catalog
+    finishes without them.
+    """
+    try:
+        return _categorize_chunk(catalog_id, chunk)
+    except SoftTimeLimitExceeded:
+        limit = self.soft_time_limit or app.conf.task_soft_time_limit
+        attempt = self.request.retries
+        if attempt < time_limit_retries():
+            log.warning(
+                "catalog_chunk_time_limit catalog_id=%s chunk=%d attempt=%d: retrying", catalog_id, chunk, attempt
+            )
+            raise self.retry(countdown=1, max_retries=None) from None
+        reason = f"the chunk ran longer than the {limit} s time limit in {attempt + 1} attempts"
+        stored = fail_chunk(_services()[0], catalog_id, chunk, reason)
+        return {"catalog_id": catalog_id, "chunk": chunk, "failed": reason, "stored": stored}
+
+
+def _categorize_chunk(catalog_id: str, chunk: int) -> dict:
     store, cache, local = _services()
     status = store.mark_started(catalog_id)
     if status is None or status in FINAL_STATES:
@@ -194,6 +276,7 @@ def categorize_chunk(catalog_id: str, chunk: int) -> dict:
         log.warning("catalog_chunk_skipped catalog_id=%s chunk=%d reason=no_input", catalog_id, chunk)
         return {"catalog_id": catalog_id, "chunk": chunk, "skipped": "no input"}
     started = time.perf_counter()
+    faults.delay_point(f"catalog:{catalog_id}:{chunk}")  # test-only (CATEGORIZER_TEST_TASK_DELAY), off by default
     results, counts = categorize_rows(rows, cache, store.redis, local, job_id=f"catalog:{catalog_id}:{chunk}")
     stored = store.store_chunk(
         catalog_id,

@@ -418,3 +418,28 @@ def test_cli_submit_catalog(svc, tmp_path):
     assert proc.returncode == 1
     assert "refused" in proc.stderr and "not a CSV or JSON Lines" in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_chunk_over_the_time_limit_is_retried_then_failed_and_the_catalog_finishes(
+    redis_factory, worker_factory, server_factory
+):
+    """Every chunk exceeds a tiny soft limit (test-only delay): retried once, then its rows fail."""
+    url = redis_factory(appendonly=False).url()
+    svc = Service(url, server_factory(url, CATALOG_CHUNK_SIZE=8))
+    env = {
+        "CATEGORIZER_TASK_SOFT_TIME_LIMIT": "0.5",
+        "CATEGORIZER_TASK_TIME_LIMIT": "10",
+        "CATEGORIZER_TEST_TASK_DELAY": "2",  # test-only fault injection (worker.faults)
+        "CATEGORIZER_CATALOG_TIME_LIMIT_RETRIES": "1",
+    }
+    worker = worker_factory(url, queues=BOTH_QUEUES, env=env)
+    rows = catalog_rows(12, 12, seed=10)
+    accepted = svc.submit(to_csv(rows))
+    view = svc.wait(accepted["catalog_id"], timeout=60)
+    assert (view["status"], view["total"], view["done"], view["failed_rows"]) == ("succeeded", 12, 12, 12)
+    results = svc.results(accepted["catalog_id"])
+    assert_complete_in_order(results, rows)
+    assert all(r["error"].startswith("time_limit: ") and "2 attempts" in r["error"] for r in results)
+    assert all(r["category"] == "" and r["needs_review"] == "" for r in results)
+    log = worker.log_path.read_text()
+    assert log.count("catalog_chunk_time_limit") == 2  # each of the 2 chunks retried once
