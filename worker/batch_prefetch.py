@@ -21,15 +21,30 @@ def batch_max_size() -> int:
 
 class BatchPrefetch(bootsteps.StartStopStep):
     """Raise the prefetch of a worker consuming the batch queue to 2 x the batch size (one batch
-    running, the next one forming). With prefetch 1 no batch larger than one job could form."""
+    running, the next one forming). With prefetch 1 no batch larger than one job could form.
+
+    Not on a node that also consumes the catalog queue: it keeps prefetch 1 (and small batches)
+    rather than reserving hundreds of catalog chunks (docs/catalogs.md)."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, consumer) -> None:
-        from worker.celery_app import BATCH_QUEUE
+        from worker.celery_app import BATCH_QUEUE, CATALOG_QUEUE
 
         queues = {q.name for q in consumer.task_consumer.queues} if consumer.task_consumer else set()
         if BATCH_QUEUE not in queues or consumer.qos is None:
+            return
+        if CATALOG_QUEUE in queues:
+            # the prefetch is per node, not per queue: raised, it would reserve hundreds of catalog
+            # chunks (unfair to other catalogs and workers, slow to redeliver after a crash)
+            log.warning(
+                "microbatch_prefetch_skipped reason=node_consumes_%s prefetch=%d: run the %s queue on its own "
+                "worker (categorizer worker -Q %s) for full micro-batches",
+                CATALOG_QUEUE,
+                consumer.qos.value,
+                BATCH_QUEUE,
+                BATCH_QUEUE,
+            )
             return
         wanted = 2 * batch_max_size()
         current = consumer.qos.value

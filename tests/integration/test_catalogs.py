@@ -330,18 +330,31 @@ def test_cancel_skips_pending_chunks(redis_factory, worker_factory, server_facto
     assert not list(svc.redis.scan_iter(f"categorizer:catalog:{cancelled['catalog_id']}*"))
 
 
-def test_interactive_job_completes_while_a_large_catalog_runs(redis_factory, worker_factory, server_factory):
-    """Fairness: with 200 catalog chunks queued and running, an interactive job waits for a chunk or two."""
+@pytest.mark.parametrize("queues", [BOTH_QUEUES, ("interactive", "interactive-batch", "catalog")], ids=["two", "three"])
+def test_interactive_job_completes_while_a_large_catalog_runs(redis_factory, worker_factory, server_factory, queues):
+    """Fairness: with 200 catalog chunks queued and running, an interactive job waits for a chunk or two.
+
+    Also with the micro-batch queue on the same node: its prefetch step (worker.batch_prefetch)
+    must not apply there, or the node would reserve hundreds of chunks.
+    """
     url = redis_factory(appendonly=False).url()
     svc = Service(url, server_factory(url, CATALOG_CHUNK_SIZE=32))
     rows = catalog_rows(6400, 1200, seed=7)
     big = svc.submit(to_csv(rows))
     assert svc.redis.llen("catalog") == 200
-    worker_factory(url, queues=BOTH_QUEUES)  # one process, consuming both queues in turn
+    worker = worker_factory(url, queues=queues)  # one process, consuming the queues in turn
     deadline = time.monotonic() + 60
+    reserved = 0
     while svc.status(big["catalog_id"])["chunks_done"] < 1:
         assert time.monotonic() < deadline
+        reserved = max(reserved, svc.redis.hlen("unacked"))
         time.sleep(0.01)
+    for _ in range(20):
+        reserved = max(reserved, svc.redis.hlen("unacked"))
+        time.sleep(0.01)
+    assert reserved <= 2, f"the worker reserved {reserved} messages"  # prefetch 1 (+ one being acknowledged)
+    if "interactive-batch" in queues:
+        assert "microbatch_prefetch_skipped" in worker.log_path.read_text()
     job = Client(svc.server.url).submit([{"id": "n", "text": NOVEL[1]}])
     job.wait(timeout=60)
     view = svc.status(big["catalog_id"])
