@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, request, url_for
 
 from web.auth import check_owner, current_client
 from web.problems import Problem
+from web.publish import task_message
 from web.review import mark_results_json
 from web.validation import validate_job_body
 from worker.celery_app import CATEGORIZE_BATCH_TASK, CATEGORIZE_TASK, make_celery
@@ -123,6 +124,25 @@ def _accepted(job_id: str, status: str, replayed: bool = False) -> Response:
     return resp
 
 
+def _route(count: int) -> tuple[str, str]:
+    """Task name and queue of a job of ``count`` products (micro-batching: small jobs go to the
+    batch queue, where one model call serves many jobs)."""
+    cfg = current_app.config
+    if cfg["MICROBATCH"] and count <= cfg["MICROBATCH_MAX_PRODUCTS"]:
+        return CATEGORIZE_BATCH_TASK, cfg["BATCH_QUEUE"]
+    return CATEGORIZE_TASK, cfg["QUEUE"]
+
+
+def _queue_full(depth: int):
+    cfg = current_app.config
+    raise Problem(
+        "queue-full",
+        f"{depth} jobs are waiting (limit {cfg['MAX_QUEUE_DEPTH']}); retry later",
+        headers={"Retry-After": cfg["RETRY_AFTER"]},
+        queue_depth=depth,
+    )
+
+
 @bp.post("/jobs")
 def submit_job():
     cfg = current_app.config
@@ -131,46 +151,36 @@ def submit_job():
     svc = services()
     key = _idempotency_key()
     job_id = str(uuid.uuid4())
+    task, queue = _route(len(products))
+    idempotency = None
     if key is not None:
         # a retried request repeats its bytes; the fingerprint tells a reused key apart
         fingerprint = hashlib.sha256(raw.encode("utf-8")).hexdigest()
-        earlier = svc.store.claim_idempotency_key(key, job_id, fingerprint, cfg["IDEMPOTENCY_TTL"])
-        if earlier is not None:
-            if earlier.get("fingerprint") != fingerprint:
-                raise Problem(
-                    "idempotency-key-reused",
-                    "this Idempotency-Key was used for a different request body",
-                    job_id=earlier.get("job_id"),
-                )
-            record = svc.store.get(earlier["job_id"]) or {}
-            return _accepted(earlier["job_id"], record.get("status", "queued"), replayed=True)
-    # micro-batching: small jobs go to the batch queue (one model call for many jobs)
-    if cfg["MICROBATCH"] and len(products) <= cfg["MICROBATCH_MAX_PRODUCTS"]:
-        task, queue = CATEGORIZE_BATCH_TASK, cfg["BATCH_QUEUE"]
-    else:
-        task, queue = CATEGORIZE_TASK, cfg["QUEUE"]
-    depth = svc.store.queue_depth(queue)
-    if depth > cfg["MAX_QUEUE_DEPTH"]:
-        if key is not None:
-            svc.store.release_idempotency_key(key)
-        raise Problem(
-            "queue-full",
-            f"{depth} jobs are waiting (limit {cfg['MAX_QUEUE_DEPTH']}); retry later",
-            headers={"Retry-After": cfg["RETRY_AFTER"]},
-            queue_depth=depth,
-        )
-    # the products travel in Redis as the validated body received, the message names the job only
-    svc.store.create(job_id, len(products), cfg["JOB_TTL"], queue, body=raw, owner=current_client())
-    try:
-        # ignore_result: the job record is the result; without it Celery's Redis result backend
-        # subscribes this web process to a pub/sub channel per task (a Redis call and a
-        # subscription that is never read), and the worker writes a result nobody reads
-        svc.celery.send_task(task, args=(job_id,), task_id=job_id, queue=queue, ignore_result=True)
-    except Exception:
-        svc.store.delete(job_id)
-        if key is not None:
-            svc.store.release_idempotency_key(key)
-        raise
+        binding = json.dumps({"job_id": job_id, "fingerprint": fingerprint})
+        idempotency = (key, binding, cfg["IDEMPOTENCY_TTL"])
+    # One round trip: the Idempotency-Key check, the back-pressure check, the job record, its input
+    # (the validated body as received; the message names the job only) and the Celery message
+    # (web.publish: what send_task would push), all or nothing (worker.jobstore.JobStore.submit).
+    message = task_message(svc.celery, task, job_id, queue)
+    kind, detail = svc.store.submit(
+        [(job_id, len(products), queue, raw, message)],
+        cfg["JOB_TTL"],
+        cfg["MAX_QUEUE_DEPTH"],
+        owner=current_client(),
+        idempotency=idempotency,
+    )
+    if kind == "replay":
+        earlier = detail
+        if earlier.get("fingerprint") != fingerprint:
+            raise Problem(
+                "idempotency-key-reused",
+                "this Idempotency-Key was used for a different request body",
+                job_id=earlier.get("job_id"),
+            )
+        record = svc.store.get(earlier["job_id"]) or {}
+        return _accepted(earlier["job_id"], record.get("status", "queued"), replayed=True)
+    if kind == "full":
+        _queue_full(detail[1])
     log.info("job_queued job_id=%s count=%d queue=%s", job_id, len(products), queue)
     return _accepted(job_id, "queued")
 
@@ -213,8 +223,9 @@ def get_job(job_id: str):
     if not check_owner(record):  # unknown, expired, or another client's: the same 404
         raise Problem("job-not-found", f"no job {job_id} (unknown, or expired after its retention time)")
     if record.get("status") not in FINAL_STATES and wait > 0:
-        (services().waiter or store).wait_done(job_id, wait)
-        record = store.get(job_id) or record
+        # block on the done list and read the record in one round trip
+        _, after = (services().waiter or store).get_after_wait(job_id, wait)
+        record = after or record
     view, raw = _job_view(job_id, record)
     raw = mark_results_json(raw, current_app.config["REVIEW_THRESHOLD"])  # needs_review, see web.review
     resp = _json_response(view, raw_results=raw)

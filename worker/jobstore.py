@@ -66,6 +66,45 @@ return 1
 """
 
 
+# Submit jobs in one round trip (web tier). KEYS: record, input, queue for each job, then the
+# Idempotency-Key's key when there is one (#KEYS % 3 == 1). ARGV: max queue depth, ttl,
+# submitted_at, owner ('' = none), idempotency value, idempotency ttl, then count, body, task
+# message for each job. Nothing is written unless everything is: an Idempotency-Key already bound
+# answers {'replay', binding}; a queue deeper than the limit answers {'full', queue, depth}.
+_SUBMIT = """
+local jobs = math.floor(#KEYS / 3)
+local idem = nil
+if #KEYS % 3 == 1 then idem = KEYS[#KEYS] end
+if idem then
+  local earlier = redis.call('GET', idem)
+  if earlier then return {'replay', earlier} end
+end
+local limit = tonumber(ARGV[1])
+local seen = {}
+for i = 0, jobs - 1 do
+  local q = KEYS[3 * i + 3]
+  if not seen[q] then
+    seen[q] = true
+    local depth = redis.call('LLEN', q)
+    if depth > limit then return {'full', q, depth} end
+  end
+end
+if idem then redis.call('SET', idem, ARGV[5], 'EX', ARGV[6]) end
+local ttl = ARGV[2]
+for i = 0, jobs - 1 do
+  local record, input, q = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local a = 7 + 3 * i
+  redis.call('HSET', record, 'status', 'queued', 'submitted_at', ARGV[3], 'count', ARGV[a],
+             'attempts', '0', 'ttl', ttl, 'queue', q)
+  if ARGV[4] ~= '' then redis.call('HSET', record, 'owner', ARGV[4]) end
+  redis.call('EXPIRE', record, ttl)
+  redis.call('SET', input, ARGV[a + 1], 'EX', ttl)
+  redis.call('LPUSH', q, ARGV[a + 2])
+end
+return {'ok', jobs}
+"""
+
+
 def now_iso() -> str:
     """The current UTC time as ISO 8601 with microseconds (``2025-01-31T12:00:00.123456Z``)."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -101,6 +140,7 @@ class JobStore:
         self.redis = client
         self._mark_running = client.register_script(_MARK_RUNNING)
         self._finish = client.register_script(_FINISH)
+        self._submit = client.register_script(_SUBMIT)
 
     # -- web side --------------------------------------------------------------------------
     def create(
@@ -125,6 +165,52 @@ class JobStore:
             pipe.set(input_key(job_id), body, ex=int(ttl))
         pipe.execute()
         return record
+
+    def submit(
+        self,
+        jobs: list[tuple[str, int, str, str, str]],
+        ttl: int,
+        max_queue_depth: int,
+        owner: str | None = None,
+        idempotency: tuple[str, str, int] | None = None,
+    ) -> tuple[str, object]:
+        """Create queued job records with their input and push their task messages, all or none,
+        in one round trip. ``jobs``: ``(job_id, count, queue, body, message)`` where ``message`` is
+        the Celery message for the Redis transport (``web.publish.task_message``).
+        ``idempotency``: ``(key, value, ttl)`` bound to the (single) job unless already bound.
+
+        Returns ``("ok", n)``, ``("replay", earlier binding as a dict)`` or
+        ``("full", (queue, depth))`` when a queue holds more than ``max_queue_depth`` messages.
+        """
+        keys: list[str] = []
+        args: list = [int(max_queue_depth), int(ttl), now_iso(), owner or "", "", 0]
+        for job_id, count, queue, body, message in jobs:
+            keys += [job_key(job_id), input_key(job_id), queue]
+            args += [int(count), body, message]
+        if idempotency is not None:
+            key, value, idem_ttl = idempotency
+            keys.append(idempotency_key(key))
+            args[4], args[5] = value, int(idem_ttl)
+        reply = self._submit(keys=keys, args=args)
+        kind = reply[0]
+        if kind == "replay":
+            return kind, json.loads(reply[1])
+        if kind == "full":
+            return kind, (reply[1], int(reply[2]))
+        return kind, int(reply[1])
+
+    def get_after_wait(self, job_id: str, timeout: float) -> tuple[bool, dict | None]:
+        """Block up to ``timeout`` s until the job is final, then read its record, in one round
+        trip (a pipeline: Redis runs the ``HGETALL`` when the ``BLMOVE`` returns).
+        Returns (final, record or None)."""
+        if timeout < 0.01:  # a timeout that rounds to 0 ms would block forever in Redis
+            return False, self.get(job_id)
+        key = done_key(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.blmove(key, key, timeout, "LEFT", "RIGHT")
+        pipe.hgetall(job_key(job_id))
+        token, record = pipe.execute()
+        return token is not None, record or None
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(job_key(job_id), done_key(job_id), input_key(job_id))
