@@ -138,6 +138,29 @@ def one_job(client: HTTP, texts: list[str]) -> tuple[bool, str]:
             return job["status"] == "succeeded" and len(job["results"]) == products, job["status"]
 
 
+def batch_jobs(client: HTTP, texts: list[str]) -> tuple[int, str]:
+    """Submit one one-product job per text in one ``POST /v1/jobs:batch`` and long-poll them all
+    with ``GET /v1/jobs?ids=&wait=``. Returns (jobs that succeeded, error or "")."""
+    body = json.dumps({"jobs": [{"id": k, "text": text} for k, text in enumerate(texts)]}).encode()
+    status, data = client.request("POST", "/v1/jobs:batch", body)
+    if status != 202:
+        return 0, f"post {status}"
+    pending = [j["job_id"] for j in json.loads(data)["jobs"]]
+    ok = 0
+    while pending:
+        status, data = client.request("GET", "/v1/jobs?ids=" + ",".join(pending) + "&wait=10")
+        if status != 200:
+            return ok, f"get {status}"
+        still = []
+        for job in json.loads(data)["jobs"]:
+            if job.get("status") == "succeeded" and len(job["results"]) == 1:
+                ok += 1
+            elif job.get("status") not in ("failed", None):
+                still.append(job["job_id"])
+        pending = still
+    return ok, ""
+
+
 def client_main(argv: list[str]) -> int:
     """``python -m benchmarks.flood --url U --texts F --start T --seconds S ...``: prints JSON."""
     ap = argparse.ArgumentParser()
@@ -150,6 +173,7 @@ def client_main(argv: list[str]) -> int:
     ap.add_argument("--rate", type=float, default=0.0, help="open loop: jobs/s of this process (0: closed loop)")
     ap.add_argument("--products", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=0, help="jobs per POST /v1/jobs:batch (0: one POST per job)")
     args = ap.parse_args(argv)
     texts = json.loads(args.texts.read_text())
     begin = args.start - args.warmup
@@ -171,6 +195,14 @@ def client_main(argv: list[str]) -> int:
         client, rng = HTTP(args.url), random.Random(args.seed * 1000 + k)
         while time.time() < end:
             t0 = time.time()
+            if args.batch:  # a pipeline client: many one-product jobs per request
+                ok, what = batch_jobs(client, [t for _ in range(args.batch) for t in rng.sample(texts, 1)])
+                done = time.time()
+                for _ in range(ok):
+                    record(True, "", t0, done)
+                if what or ok < args.batch:
+                    record(False, what or "failed", t0, done)
+                continue
             ok, what = one_job(client, rng.sample(texts, args.products))
             record(ok, what, t0, time.time())
 
@@ -214,6 +246,7 @@ def run_load(
     procs: int = 2,
     rate: float = 0.0,
     products: int = 1,
+    batch: int = 0,
     on_window=None,
     watch: dict[str, int] | None = None,
 ) -> dict:
@@ -233,6 +266,7 @@ def run_load(
             argv += ["--start", repr(start), "--warmup", str(warmup), "--seconds", str(seconds)]
             argv += ["--threads", str(max(1, clients // procs)), "--rate", str(rate / procs)]
             argv += ["--products", str(products), "--seed", str(p)]
+            argv += ["--batch", str(batch)]
             children.append(subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True))
         time.sleep(max(0.0, start - time.time()))
         load0 = os.getloadavg()

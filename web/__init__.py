@@ -32,6 +32,8 @@ DEFAULTS = {
     "MICROBATCH": False,
     "MICROBATCH_MAX_PRODUCTS": 32,
     "BATCH_QUEUE": "interactive-batch",
+    # POST /v1/jobs:batch and GET /v1/jobs?ids=: jobs per request (web/batch.py)
+    "MAX_BATCH_JOBS": 1000,
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
     # catalogs (docs/catalogs.md): streamed uploads split into chunks on CATALOG_QUEUE
     "CATALOG_QUEUE": "catalog",
@@ -91,6 +93,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     init_services(app)
     app.register_blueprint(api_bp)
+    from web.batch import bp as batch_bp
+
+    app.register_blueprint(batch_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(openapi_bp)
     from web.models_api import bp as models_bp

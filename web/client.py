@@ -121,6 +121,82 @@ class Client:
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
+    def submit_many(
+        self,
+        jobs: Iterable,
+        batch_size: int = 500,
+        idempotency_key: str | None = None,
+        retries: int = 3,
+    ) -> list[Job]:
+        """Submit many independent jobs with few requests (``POST /v1/jobs:batch``, ``batch_size``
+        jobs per request). Each item of ``jobs`` is one job: a text or a product dict
+        (``{"id"?, "text"}``: a one-product job), a dict ``{"products": [...]}``, or a list of
+        products. Returns the Jobs in order; wait for them with ``wait_all``.
+
+        Each request carries an ``Idempotency-Key`` (``<idempotency_key or random>:<request index>``),
+        so it is retried safely after a connection error or a ``503``, up to ``retries`` times.
+        """
+        entries: list[dict] = []
+        for item in jobs:
+            if isinstance(item, str):
+                entries.append({"text": item})
+            elif isinstance(item, dict):
+                entries.append(item if ("products" in item or "text" in item) else {"products": [item]})
+            elif isinstance(item, list | tuple):
+                entries.append({"products": _products(item)})
+            else:
+                raise TypeError(
+                    f"a job is a text, a product dict, {{'products': [...]}} or a list, not {type(item).__name__}"
+                )
+        base_key = idempotency_key or str(uuid.uuid4())
+        out: list[Job] = []
+        for n, start in enumerate(range(0, len(entries), max(1, batch_size))):
+            body = {"jobs": entries[start : start + batch_size]}
+            resp = self._post_retrying("/v1/jobs:batch", body, f"{base_key}:{n}", retries)
+            out.extend(Job(self, d["job_id"], d) for d in resp.json()["jobs"])
+        return out
+
+    def _post_retrying(self, path: str, body: dict, key: str, retries: int) -> requests.Response:
+        delay = 0.2
+        for attempt in range(retries + 1):
+            try:
+                return self._request("POST", path, json=body, headers={"Idempotency-Key": key})
+            except ProblemError as exc:
+                if exc.status != 503 or attempt == retries:
+                    raise
+                time.sleep(exc.retry_after or delay)
+            except requests.ConnectionError:
+                if attempt == retries:
+                    raise
+                time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def wait_all(self, jobs: list[Job], timeout: float = 60.0, chunk: int = 100) -> list[Job]:
+        """Long-poll ``jobs`` (``GET /v1/jobs?ids=...&wait=``, ``chunk`` ids per request) until all
+        are final, or raise ``TimeoutError``. Updates each Job in place; returns ``jobs``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [j for j in jobs if not j.done]
+            if not pending:
+                return jobs
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(pending)} of {len(jobs)} jobs are not finished after {timeout} s")
+            wait = min(remaining, MAX_LONG_POLL)
+            for start in range(0, len(pending), chunk):
+                part = pending[start : start + chunk]
+                params = {"ids": ",".join(j.id for j in part), "wait": f"{wait:g}"}
+                try:
+                    resp = self._request("GET", "/v1/jobs", params=params, timeout=self.timeout + wait)
+                except requests.ConnectionError:
+                    time.sleep(0.2)
+                    continue
+                for job, data in zip(part, resp.json()["jobs"], strict=True):
+                    if "error" in data and "status" not in data:
+                        raise ProblemError(404, data["error"])
+                    job.data = data
+
     def job(self, job_id: str, wait: float = 0) -> Job:
         """Read a job; ``wait`` > 0 long-polls up to that many seconds for it to finish."""
         params = {"wait": f"{wait:g}"} if wait > 0 else None

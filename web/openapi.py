@@ -260,6 +260,9 @@ def build_spec(config: dict) -> dict:
     from web.catalogs_openapi import extend
 
     extend(spec, config)
+    from web.batch_openapi import extend as batch_extend
+
+    batch_extend(spec, config)  # POST /v1/jobs:batch, GET /v1/jobs?ids=
     add_access_control(spec, config)
     return spec
 

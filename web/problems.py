@@ -32,6 +32,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "Unsupported media type"),
     "validation-error": (422, "Request body is invalid"),
     "too-many-products": (422, "Too many products in one job"),
+    "too-many-jobs": (422, "Too many jobs in one request"),
     "idempotency-key-reused": (422, "Idempotency-Key reused with a different request body"),
     "rate-limited": (429, "Too many requests"),
     "too-many-catalogs": (429, "Too many unfinished catalogs"),

@@ -212,6 +212,26 @@ class JobStore:
         token, record = pipe.execute()
         return token is not None, record or None
 
+    def get_many(self, job_ids: list[str]) -> list[dict | None]:
+        """The raw records of ``job_ids`` (None for unknown/expired ones), in one round trip."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(job_key(job_id))
+        return [r or None for r in pipe.execute()]
+
+    def get_many_after_wait(self, first: str, timeout: float, job_ids: list[str]) -> list[dict | None]:
+        """Block up to ``timeout`` s until job ``first`` is final, then read ``job_ids``: one round trip."""
+        if timeout < 0.01:  # a timeout that rounds to 0 ms would block forever in Redis
+            return self.get_many(job_ids)
+        key = done_key(first)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.blmove(key, key, timeout, "LEFT", "RIGHT")
+        for job_id in job_ids:
+            pipe.hgetall(job_key(job_id))
+        return [r or None for r in pipe.execute()[1:]]
+
     def delete(self, job_id: str) -> None:
         self.redis.delete(job_key(job_id), done_key(job_id), input_key(job_id))
 
