@@ -143,8 +143,12 @@ def _queue_full(depth: int):
     )
 
 
-@bp.post("/jobs")
+@bp.route("/jobs", methods=["POST", "GET"])  # one rule per path: GET is the multi-job read (web.batch)
 def submit_job():
+    if request.method == "GET":
+        from web.batch import get_jobs
+
+        return get_jobs()
     cfg = current_app.config
     body, raw = _parse_json_body()
     products = validate_job_body(body, cfg["MAX_PRODUCTS"], cfg["MAX_TEXT_LENGTH"])

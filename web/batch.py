@@ -176,9 +176,9 @@ def _missing(job_id: str) -> dict:
     return {"job_id": job_id, "error": problem}
 
 
-@bp.get("/jobs")
 def get_jobs():
-    """Several jobs in one answer, in the order asked; ``wait`` long-polls until all are final."""
+    """``GET /v1/jobs?ids=``: several jobs in one answer, in the order asked; ``wait`` long-polls until
+    all are final. Served by the ``/v1/jobs`` rule of ``web.api`` (one URL rule per path)."""
     ids = _parse_ids()
     wait = _wait_seconds()
     svc = services()
