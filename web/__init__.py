@@ -14,6 +14,8 @@ import os
 
 from flask import Flask
 
+from worker.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE
+
 DEFAULTS = {
     "REDIS_URL": "redis://localhost:6379/0",
     # limits
@@ -25,13 +27,13 @@ DEFAULTS = {
     "IDEMPOTENCY_TTL": 86400,  # seconds an Idempotency-Key is remembered
     "MAX_WAIT": 30,  # upper bound of GET ?wait= (seconds); larger values are clamped
     # back-pressure
-    "QUEUE": "interactive",  # Celery queue for interactive jobs
+    "QUEUE": INTERACTIVE_QUEUE,  # Celery queue for interactive jobs (worker.celery_app)
     "MAX_QUEUE_DEPTH": 1000,  # queued messages beyond which POST answers 503
     # micro-batching (docs/microbatching.md): jobs of at most MICROBATCH_MAX_PRODUCTS products go
     # to BATCH_QUEUE, whose workers categorize many of them in one model call
     "MICROBATCH": False,
     "MICROBATCH_MAX_PRODUCTS": 32,
-    "BATCH_QUEUE": "interactive-batch",
+    "BATCH_QUEUE": BATCH_QUEUE,  # the queue worker.batch_prefetch raises the prefetch of (worker.celery_app)
     # POST /v1/jobs:batch and GET /v1/jobs?ids=: jobs per request (web/batch.py)
     "MAX_BATCH_JOBS": 1000,
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers

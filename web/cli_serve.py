@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=1, help="worker processes, each holding one model session (default 1)"
     )
+    p.add_argument(
+        "--batch-workers",
+        type=int,
+        default=1,
+        help="processes of the separate micro-batch worker (queue interactive-batch, one model call for many "
+        "small jobs; docs/microbatching.md); 0 turns micro-batching off (default 1)",
+    )
     p.add_argument("--web-workers", type=int, default=1, help="gunicorn processes (default 1)")
     p.add_argument(
         "--threads",
@@ -103,6 +110,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from training.bundle import BundleError, default_models_dir, read_current
     from web.services import RedisServer, start_web, start_worker, wait_http, wait_redis, wait_worker
+    from worker.celery_app import BATCH_QUEUE, CATALOG_QUEUE, INTERACTIVE_QUEUE
 
     try:
         version = read_current(default_models_dir())
@@ -130,15 +138,41 @@ def run_serve(args: argparse.Namespace) -> int:
             redis_url = redis_server.url()
             mode = f"embedded Redis {redis_url} (data and redis.log in {args.data_dir.resolve()})"
         worker = start_worker(
-            redis_url, concurrency=args.workers, queues=("interactive", "catalog"), hostname=f"serve-{os.getpid()}@%h"
+            redis_url,
+            concurrency=args.workers,
+            queues=(INTERACTIVE_QUEUE, CATALOG_QUEUE),
+            hostname=f"serve-{os.getpid()}@%h",
         )
         procs.append(worker)
-        web = start_web(redis_url, args.host, args.port, workers=args.web_workers, threads=args.threads)
+        workers = [worker]
+        microbatch = args.batch_workers > 0
+        if microbatch:
+            # its own process: worker.batch_prefetch raises the prefetch of a worker consuming the batch
+            # queue to 2 x the batch size, which must not apply to the big interactive and catalog jobs
+            batch_worker = start_worker(
+                redis_url,
+                concurrency=args.batch_workers,
+                queues=(BATCH_QUEUE,),
+                hostname=f"serve-batch-{os.getpid()}@%h",
+            )
+            batch_worker.name = "batch worker"
+            procs.append(batch_worker)
+            workers.append(batch_worker)
+        web = start_web(
+            redis_url,
+            args.host,
+            args.port,
+            workers=args.web_workers,
+            threads=args.threads,
+            env={"CATEGORIZER_MICROBATCH": "true" if microbatch else "false"},
+        )
         procs.append(web)
         wait_http(f"{web.url}/healthz", timeout=30, process=web)
-        wait_worker(redis_url, worker.hostname, timeout=60, process=worker)
+        for proc in workers:
+            wait_worker(redis_url, proc.hostname, timeout=60, process=proc)
         print(
             f"categorizer: serving http://{args.host}:{args.port} with {args.workers} worker process(es), "
+            f"micro-batching {f'on ({args.batch_workers} batch worker process(es))' if microbatch else 'off'}, "
             f"model {version}, {mode}. Ctrl-C to stop.",
             file=sys.stderr,
             flush=True,

@@ -19,7 +19,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: Redis answers and at least one worker consuming our queue has a fresh heartbeat."""
+    """Readiness: Redis answers and at least one worker consuming our queue has a fresh heartbeat
+    (with micro-batching on, also one consuming the batch queue)."""
     cfg = current_app.config
     store = services().store
     checks: dict = {}
@@ -32,13 +33,30 @@ def readyz():
     workers = [w for w in store.live_workers(cfg["WORKER_TTL"]) if cfg["QUEUE"] in w.get("queues", [])]
     checks["workers"] = {"status": "ok" if workers else "error", "count": len(workers), "workers": workers}
     checks["queue"] = {"name": cfg["QUEUE"], "depth": store.queue_depth(cfg["QUEUE"])}
-    checks["model"] = model_check(workers)
+    batch_workers = None
+    if cfg.get("MICROBATCH"):  # small jobs go to the batch queue: its workers must be alive too
+        batch_workers = [w for w in store.live_workers(cfg["WORKER_TTL"]) if cfg["BATCH_QUEUE"] in w.get("queues", [])]
+        checks["batch_workers"] = {
+            "status": "ok" if batch_workers else "error",
+            "count": len(batch_workers),
+            "workers": batch_workers,
+        }
+        checks["batch_queue"] = {"name": cfg["BATCH_QUEUE"], "depth": store.queue_depth(cfg["BATCH_QUEUE"])}
+    serving = {w.get("hostname"): w for w in workers + (batch_workers or [])}
+    checks["model"] = model_check(list(serving.values()))
     if workers and checks["model"]["status"] == "error":
         raise Problem("not-ready", "no worker process has a model loaded", checks=checks)
     if not workers:
         raise Problem(
             "not-ready",
             f"no worker consuming queue '{cfg['QUEUE']}' has sent a heartbeat in the last {cfg['WORKER_TTL']} s",
+            checks=checks,
+        )
+    if batch_workers is not None and not batch_workers:
+        raise Problem(
+            "not-ready",
+            f"micro-batching is on but no worker consuming queue '{cfg['BATCH_QUEUE']}' has sent a heartbeat "
+            f"in the last {cfg['WORKER_TTL']} s",
             checks=checks,
         )
     return jsonify(status="ready", checks=checks)

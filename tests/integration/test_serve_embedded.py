@@ -59,6 +59,11 @@ def test_serve_embedded_end_to_end(tmp_path, models_dir):
         assert job["results"][0]["category"] == "Electronics"
         ready = requests.get(url + "/readyz", timeout=5).json()
         assert ready["checks"]["workers"]["count"] == 1
+        # micro-batching is on in serve: a separate worker consumes the batch queue, and /readyz checks it
+        assert ready["checks"]["batch_workers"]["count"] == 1
+        (batch_worker,) = ready["checks"]["batch_workers"]["workers"]
+        assert batch_worker["queues"] == ["interactive-batch"]
+        assert "interactive-batch" not in ready["checks"]["workers"]["workers"][0]["queues"]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -70,6 +75,8 @@ def test_serve_embedded_end_to_end(tmp_path, models_dir):
     output = (tmp_path / "serve.log").read_text(errors="replace")
     assert code == 0, output[-3000:]
     assert "categorizer: stopped" in output
+    # the one-product job went through the batch worker (worker.batching logs each batch)
+    assert "microbatch jobs=1 products=1" in output, output[-3000:]
     # persisted: the embedded Redis wrote its append-only file in the data directory
     redis_dir = data_dir / "redis"
     assert any(p.name.startswith("appendonly") for p in redis_dir.iterdir()), list(redis_dir.iterdir())
