@@ -53,16 +53,22 @@ def service(
     batch_max_wait_ms: float = 10,
     ort_threads: int = 1,
     tmp: Path | None = None,
+    batch_nodes: int = 0,
 ):
     """redis-server (AOF, own port) + one ``celery worker`` (prefork, ``worker_processes``) +
-    gunicorn gthread. Yields a dict with ``url`` and the processes' pids."""
+    gunicorn gthread. Yields a dict with ``url`` and the processes' pids.
+
+    ``batch_nodes`` > 0 (with ``microbatch``): the micro-batch queue is consumed by that many
+    separate ``celery worker`` processes (concurrency 1 each, as ``categorizer serve`` and
+    docker-compose run it) and the first worker consumes ``interactive`` only; 0: one worker
+    consumes both queues."""
     from training.bundle import default_models_dir
     from web.services import RedisServer, start_web, start_worker, wait_http, wait_worker
 
     tmp = Path(tmp or tempfile.mkdtemp(prefix="categorizer-flood-"))
     redis_server = RedisServer(tmp / "redis", log_path=tmp / "redis.log").start()
     url = redis_server.url()
-    queues = ("interactive", "interactive-batch") if microbatch else ("interactive",)
+    queues = ("interactive", "interactive-batch") if microbatch and not batch_nodes else ("interactive",)
     worker_env = {
         "CATEGORIZER_MODEL_DIR": str(default_models_dir()),
         "CATEGORIZER_ORT_THREADS": str(ort_threads),
@@ -85,11 +91,32 @@ def service(
             loglevel="WARNING",
         )
         procs.append(worker)
+        batch_workers = []
+        for k in range(batch_nodes if microbatch else 0):
+            batch_workers.append(
+                start_worker(
+                    url,
+                    concurrency=1,
+                    queues=("interactive-batch",),
+                    env=worker_env,
+                    log_path=tmp / f"batch-worker-{k}.log",
+                    loglevel="WARNING",
+                )
+            )
+            procs.append(batch_workers[-1])
         web = start_web(url, workers=web_workers, threads=web_threads, env=web_env, log_path=tmp / "web.log")
         procs.append(web)
         wait_http(web.url + "/healthz", process=web)
-        wait_worker(url, worker.hostname, process=worker)
-        yield {"url": web.url, "redis_url": url, "web_pid": web.pid, "worker_pid": worker.pid, "tmp": str(tmp)}
+        for w in [worker, *batch_workers]:
+            wait_worker(url, w.hostname, process=w)
+        yield {
+            "url": web.url,
+            "redis_url": url,
+            "web_pid": web.pid,
+            "worker_pid": worker.pid,
+            "batch_worker_pids": [w.pid for w in batch_workers],
+            "tmp": str(tmp),
+        }
     finally:
         for proc in reversed(procs):
             proc.stop()

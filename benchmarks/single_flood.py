@@ -53,13 +53,16 @@ def run_mode(args, microbatch: bool, texts: list[str], batch: int = 0) -> dict:
         web_workers=args.web_workers,
         batch_max_size=args.batch_max_size,
         batch_max_wait_ms=args.batch_max_wait_ms,
+        batch_nodes=args.batch_nodes,
     ) as svc:
         watch = {"web (gunicorn)": svc["web_pid"], "worker (celery)": svc["worker_pid"]}
+        watch |= {f"batch worker {k} (celery)": pid for k, pid in enumerate(svc["batch_worker_pids"])}
         profiled: dict = {}
 
         def window(seconds: float) -> None:
             if args.profile:
                 pids = {"web": svc["web_pid"], "worker": svc["worker_pid"]}
+                pids |= {f"batch worker {k}": pid for k, pid in enumerate(svc["batch_worker_pids"])}
                 profiled.update(profile(pids, seconds, Path(tempfile.mkdtemp(prefix="flood-prof-"))))
             else:
                 import time
@@ -114,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-clients", type=int, default=8, help="closed-loop clients in the batch-submit mode")
     ap.add_argument("--worker-processes", type=int, default=1)
     ap.add_argument("--web-workers", type=int, default=1)
+    ap.add_argument(
+        "--batch-nodes",
+        type=int,
+        default=0,
+        help="separate celery worker processes for the micro-batch queue (as serve/docker-compose run it); "
+        "0: one worker consumes both queues",
+    )
     ap.add_argument("--batch-max-size", type=int, default=256)
     ap.add_argument("--batch-max-wait-ms", type=float, default=10)
     ap.add_argument("--profile", action="store_true", help="py-spy the web and worker in the closed-loop window")
