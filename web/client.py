@@ -103,23 +103,9 @@ class Client:
         times.
         """
         body = {"products": _products(products)}
-        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        delay = 0.2
-        for attempt in range(retries + 1):
-            try:
-                resp = self._request("POST", "/v1/jobs", json=body, headers=headers)
-                data = resp.json()
-                return Job(self, data["job_id"], data)
-            except ProblemError as exc:
-                if exc.status != 503 or attempt == retries:
-                    raise
-                time.sleep(exc.retry_after or delay)
-            except requests.ConnectionError:
-                if attempt == retries:
-                    raise
-                time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+        resp = self._post_retrying("/v1/jobs", body, idempotency_key or str(uuid.uuid4()), retries)
+        data = resp.json()
+        return Job(self, data["job_id"], data)
 
     def submit_many(
         self,

@@ -136,7 +136,7 @@ def categorize_batch(self, requests) -> dict:
 
 def run_batch(job_ids: list[str]) -> dict:
     """Mark, read, categorize and finish ``job_ids``: three Redis round trips and one model call."""
-    from worker.tasks import job_store
+    from worker.tasks import job_results, job_store
 
     started = time.perf_counter()
     store = job_store()
@@ -175,16 +175,7 @@ def run_batch(job_ids: list[str]) -> dict:
         model_ms = (time.perf_counter() - t0) * 1000
         pos = 0
         for job_id, products in jobs:
-            results = [
-                {
-                    "id": product.get("id"),
-                    "category": pred["category"],
-                    "confidence": pred["confidence"],
-                    "probabilities": pred["probabilities"],
-                    "model_version": version,
-                }
-                for product, pred in zip(products, predictions[pos : pos + len(products)], strict=True)
-            ]
+            results = job_results(products, predictions[pos : pos + len(products)], version)
             pos += len(products)
             finishes.append((job_id, SUCCEEDED, json.dumps(results, separators=(",", ":")), version, ""))
 

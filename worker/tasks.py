@@ -47,6 +47,20 @@ class JobRequest(Request):
             log.exception("job_fail_not_recorded job_id=%s", job_id)
 
 
+def job_results(products: list[dict], predictions: list[dict], version: str) -> list[dict]:
+    """The stored results of one job: each product's client id, prediction and model version."""
+    return [
+        {
+            "id": product.get("id"),
+            "category": pred["category"],
+            "confidence": pred["confidence"],
+            "probabilities": pred["probabilities"],
+            "model_version": version,
+        }
+        for product, pred in zip(products, predictions, strict=True)
+    ]
+
+
 @app.task(
     name=CATEGORIZE_TASK,
     Request=JobRequest,
@@ -89,15 +103,6 @@ def categorize(job_id: str, products: list[dict] | None = None) -> dict:
         log.exception("job_failed job_id=%s", job_id)
         store.finish(job_id, FAILED, error=f"{type(exc).__name__}: {exc}")
         return {"job_id": job_id, "status": FAILED}
-    results = [
-        {
-            "id": product.get("id"),
-            "category": pred["category"],
-            "confidence": pred["confidence"],
-            "probabilities": pred["probabilities"],
-            "model_version": version,
-        }
-        for product, pred in zip(products, predictions, strict=True)
-    ]
+    results = job_results(products, predictions, version)
     stored = store.finish(job_id, SUCCEEDED, json.dumps(results, separators=(",", ":")), version)
     return {"job_id": job_id, "status": SUCCEEDED, "count": len(results), "stored": stored}
