@@ -40,6 +40,9 @@ DEFAULTS = {
     # catalogs (docs/catalogs.md): streamed uploads split into chunks on CATALOG_QUEUE
     "CATALOG_QUEUE": "catalog",
     "CATALOG_CHUNK_SIZE": 512,  # rows per chunk (one task, one model batch)
+    # chunk messages of one catalog queued or running at a time (the rest wait in Redis, sent as
+    # earlier chunks finish), so that several catalogs share the workers in turn; 0 = no window
+    "CATALOG_WINDOW": 4,
     "MAX_CATALOG_ROWS": 2_000_000,  # data rows per catalog
     "MAX_CONCURRENT_CATALOGS": 4,  # unfinished catalogs per client (web/auth.py; 0 = no limit)
     "MAX_CATALOG_BYTES": 1024 * 1024 * 1024,  # bytes per catalog upload

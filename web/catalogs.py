@@ -2,7 +2,8 @@
 
 The upload is read from ``request.stream`` block by block (``web.catalog_ingest``); every
 ``CATALOG_CHUNK_SIZE`` rows become one chunk in Redis and one task on ``CATALOG_QUEUE``, sent
-while the rest of the upload is still being read. The web process never holds more than one
+while the rest of the upload is still being read, at most ``CATALOG_WINDOW`` per catalog at a
+time (the others wait in Redis; workers send them as earlier chunks finish). The web process never holds more than one
 chunk of the catalog. See docs/catalogs.md.
 """
 
@@ -145,7 +146,7 @@ def submit_catalog():
     celery = services().celery
     catalog_id = str(uuid.uuid4())
     ttl, chunk_size, max_rows = int(cfg["CATALOG_TTL"]), int(cfg["CATALOG_CHUNK_SIZE"]), int(cfg["MAX_CATALOG_ROWS"])
-    queue = cfg["CATALOG_QUEUE"]
+    queue, window = cfg["CATALOG_QUEUE"], int(cfg["CATALOG_WINDOW"])
     claim_catalog_slot(
         catalogs.redis,
         catalog_id,
@@ -153,14 +154,16 @@ def submit_catalog():
         lambda cid: (catalogs.get(cid) or {}).get("status", "failed") not in FINAL_STATES,
     )
     owner = {"owner": current_client()} if current_client() else {}
-    catalogs.create(catalog_id, ttl, format=reader.format, chunk_size=chunk_size, **owner)
+    catalogs.create(catalog_id, ttl, format=reader.format, chunk_size=chunk_size, queue=queue, window=window, **owner)
     n, rows = 0, []
 
     def flush() -> None:
         nonlocal n, rows
-        if catalogs.add_chunk(catalog_id, n, [r.as_list() for r in rows], ttl) < 0:
+        added = catalogs.add_chunk(catalog_id, n, [r.as_list() for r in rows], ttl, window)
+        if added < 0:
             raise Problem("catalog-not-found", f"catalog {catalog_id} was cancelled during its upload")
-        celery.send_task(CATALOG_CHUNK_TASK, args=(catalog_id, n), queue=queue, ignore_result=True)
+        if added:  # else beyond the window: a worker sends it when an earlier chunk is stored
+            celery.send_task(CATALOG_CHUNK_TASK, args=(catalog_id, n), queue=queue, ignore_result=True)
         n, rows = n + 1, []
 
     try:

@@ -10,6 +10,9 @@ One catalog ``<id>`` is::
                                         the worker in the same script that stores the chunk's results
     categorizer:catalog:<id>:out        hash: field ``n`` -> chunk ``n``'s results (JSON, see
                                         ``worker.catalog_tasks``)
+    categorizer:catalog:<id>:pending    list of chunk numbers stored but not yet sent (beyond the window)
+    categorizer:catalog:<id>:handoff    hash: field ``n`` -> the pending chunk that chunk ``n``'s completion
+                                        claimed and that is not yet confirmed sent
 
 Exactly once: the results of chunk ``n`` are stored with ``HSETNX`` inside a Lua script that
 also adds the chunk's counts to the record. A redelivered chunk (its worker was killed after
@@ -17,6 +20,14 @@ the write but before the acknowledgement, or the message came back after the vis
 timeout) finds its field set and changes nothing, so every row is counted and stored once.
 The catalog succeeds in whichever script sees the last piece: the worker storing the last
 chunk, or the web tier marking the ingestion complete after every chunk is already done.
+
+Per-catalog window (``CATALOG_WINDOW``): at most W chunk messages of a catalog are queued or
+running (record field ``inflight``). ``add_chunk`` (web) claims a slot or appends the chunk to
+the pending list; ``store_chunk`` (worker) pops the next pending chunk in the same script that
+stores the results (or frees the slot when none is pending) and records it in the handoff hash;
+the worker sends it and then clears the handoff. A redelivered chunk that finds its results
+stored sends its recorded handoff again (``handoff``), so a worker killed between the store and
+the send loses nothing, and a pending chunk is claimed exactly once.
 
 Cancel (``DELETE``) removes every key; a worker then finds no record and skips the chunk, and
 a late result write finds no record and stores nothing.
@@ -51,14 +62,40 @@ def out_key(catalog_id: str) -> str:
     return f"{PREFIX}catalog:{catalog_id}:out"
 
 
-# KEYS: record, chunk input. ARGV: chunk JSON, rows in chunk, ttl, chunk index.
+def pending_key(catalog_id: str) -> str:
+    return f"{PREFIX}catalog:{catalog_id}:pending"
+
+
+def handoff_key(catalog_id: str) -> str:
+    return f"{PREFIX}catalog:{catalog_id}:handoff"
+
+
+# KEYS: record, chunk input, pending list. ARGV: chunk JSON, rows in chunk, ttl, chunk index, window.
+# Returns -1 (gone/cancelled/failed), 1 (a window slot was claimed: send the chunk now) or 0 (pending).
 _ADD_CHUNK = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'cancelled' or status == 'failed' then return -1 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[3]))
 redis.call('HSET', KEYS[1], 'chunks', tonumber(ARGV[4]) + 1)
 redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[2]))
-return tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+if window <= 0 then return 1 end
+if tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0') < window then
+  redis.call('HINCRBY', KEYS[1], 'inflight', 1)
+  return 1
+end
+redis.call('RPUSH', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
+return 0
+"""
+
+# KEYS: record, handoff hash. ARGV: chunk n. Returns {the chunk n's completion claimed, the catalog's queue}.
+_HANDOFF = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'cancelled' or status == 'failed' then return false end
+local nxt = redis.call('HGET', KEYS[2], ARGV[1])
+if not nxt then return false end
+return {nxt, redis.call('HGET', KEYS[1], 'queue') or ''}
 """
 
 _SUCCEED_IF_COMPLETE = """
@@ -74,8 +111,8 @@ local function succeed_if_complete(key, now)
 end
 """
 
-# KEYS: record, out hash, chunk input. ARGV: chunk n, results JSON, done, failed, cached, inferences,
-# model_version, labels JSON, now.
+# KEYS: record, out hash, chunk input, pending list, handoff hash. ARGV: chunk n, results JSON, done, failed,
+# cached, inferences, model_version, labels JSON, now.
 _STORE_CHUNK = (
     _SUCCEED_IF_COMPLETE
     + """
@@ -93,6 +130,14 @@ if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'labels', ARGV[8]) end
 if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running') end
 local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '86400')
 redis.call('EXPIRE', KEYS[2], ttl)
+-- the window: claim the catalog's next pending chunk (sent by the caller), or free the slot
+local nxt = redis.call('LPOP', KEYS[4])
+if nxt then
+  redis.call('HSET', KEYS[5], ARGV[1], nxt)
+  redis.call('EXPIRE', KEYS[5], ttl)
+elseif tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'inflight', -1)
+end
 succeed_if_complete(KEYS[1], ARGV[9])
 return 1
 """
@@ -128,6 +173,7 @@ class CatalogStore:
         self._store_chunk = client.register_script(_STORE_CHUNK)
         self._mark_started = client.register_script(_MARK_STARTED)
         self._finish_ingest = client.register_script(_FINISH_INGEST)
+        self._handoff = client.register_script(_HANDOFF)
 
     # -- web side --------------------------------------------------------------------------
     def create(self, catalog_id: str, ttl: int, **fields) -> None:
@@ -150,11 +196,13 @@ class CatalogStore:
         pipe.expire(catalog_key(catalog_id), int(ttl))
         pipe.execute()
 
-    def add_chunk(self, catalog_id: str, n: int, rows: list[list], ttl: int) -> int:
-        """Store chunk ``n``'s input rows; returns ``n``, or -1 if the catalog is gone/cancelled/failed."""
+    def add_chunk(self, catalog_id: str, n: int, rows: list[list], ttl: int, window: int = 0) -> int:
+        """Store chunk ``n``'s input rows. 1: send its task now (a slot of the catalog's ``window``
+        was claimed, or ``window`` <= 0 = no window); 0: it waits in the pending list (a worker
+        sends it when an earlier chunk is stored); -1: the catalog is gone/cancelled/failed."""
         payload = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
-        keys = [catalog_key(catalog_id), chunk_key(catalog_id, n)]
-        return int(self._add_chunk(keys=keys, args=[payload, len(rows), int(ttl), n]))
+        keys = [catalog_key(catalog_id), chunk_key(catalog_id, n), pending_key(catalog_id)]
+        return int(self._add_chunk(keys=keys, args=[payload, len(rows), int(ttl), n, int(window)]))
 
     def finish_ingest(self, catalog_id: str) -> int:
         """Mark the upload complete. 1 if that completed the catalog, 0 if not yet, -1 if gone."""
@@ -187,7 +235,7 @@ class CatalogStore:
         extra = int(self.redis.hget(key, "chunks") or chunks)
         if extra > int(chunks):
             self.redis.delete(*[chunk_key(catalog_id, n) for n in range(int(chunks), extra)])
-        self.redis.delete(out_key(catalog_id), key)
+        self.redis.delete(out_key(catalog_id), pending_key(catalog_id), handoff_key(catalog_id), key)
         return True
 
     # -- worker side -----------------------------------------------------------------------
@@ -227,5 +275,20 @@ class CatalogStore:
             json.dumps(labels) if labels else "",
             now_iso(),
         ]
-        keys = [catalog_key(catalog_id), out_key(catalog_id), chunk_key(catalog_id, n)]
+        keys = [
+            catalog_key(catalog_id),
+            out_key(catalog_id),
+            chunk_key(catalog_id, n),
+            pending_key(catalog_id),
+            handoff_key(catalog_id),
+        ]
         return int(self._store_chunk(keys=keys, args=args))
+
+    def handoff(self, catalog_id: str, n: int) -> tuple[int, str] | None:
+        """``(chunk, queue)``: the pending chunk that storing chunk ``n`` claimed and that is not yet
+        confirmed sent (``handoff_sent``); None if there is none or the catalog is gone/cancelled."""
+        found = self._handoff(keys=[catalog_key(catalog_id), handoff_key(catalog_id)], args=[str(n)])
+        return None if not found else (int(found[0]), found[1] or "")
+
+    def handoff_sent(self, catalog_id: str, n: int) -> None:
+        self.redis.hdel(handoff_key(catalog_id), str(n))

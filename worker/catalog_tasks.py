@@ -11,7 +11,9 @@ For the valid rows of a chunk the task:
 3. runs the model once, as one batch, on the misses only, and writes them to both caches;
 4. stores the chunk's results and counts once (``CatalogStore.store_chunk``: a redelivered
    chunk stores nothing a second time). The results are compact (``results_document``): each
-   distinct prediction once, each row a reference to it.
+   distinct prediction once, each row a reference to it;
+5. sends the catalog's next pending chunk, which the store claimed atomically (``send_next``:
+   the per-catalog window, ``CATALOG_WINDOW``), also when a redelivery finds the chunk stored.
 
 It increments ``categorizer:stats:catalog_inferences`` by the number of texts it ran through
 the model (exported as ``categorizer_cache_misses_total``) and ``categorizer:stats:cache_hits``
@@ -45,7 +47,7 @@ from worker.cache import (
     text_digest,
 )
 from worker.catalog_store import FINAL_STATES, INFERENCES_KEY, CatalogStore
-from worker.celery_app import CATALOG_CHUNK_TASK, app
+from worker.celery_app import CATALOG_CHUNK_TASK, CATALOG_QUEUE, app
 from worker.counters import record_cache
 from worker.jobstore import connect
 
@@ -174,6 +176,25 @@ def results_document(version: str, preds: list[tuple], rows: list[list]) -> dict
     return {"format": 2, "model_version": version, "probabilities": pack_probabilities(preds), "rows": rows}
 
 
+def send_next(store: CatalogStore, catalog_id: str, chunk: int) -> int | None:
+    """Send the pending chunk that storing ``chunk`` claimed (the per-catalog window), if any.
+
+    The claim is made once, in the script that stores ``chunk`` (``CatalogStore.store_chunk``),
+    and kept in the catalog's handoff hash until the message is sent: a delivery of ``chunk``
+    that finds it already stored (the worker died after the store, before the send or the
+    acknowledgement) calls this again and sends the claimed chunk. Nothing is claimed twice;
+    a message is sent twice only if a worker dies between the send and ``handoff_sent``, and
+    the idempotent store makes that harmless. Nothing is sent for a cancelled catalog.
+    """
+    claimed = store.handoff(catalog_id, chunk)
+    if claimed is None:
+        return None
+    nxt, queue = claimed
+    app.send_task(CATALOG_CHUNK_TASK, args=(catalog_id, nxt), queue=queue or CATALOG_QUEUE, ignore_result=True)
+    store.handoff_sent(catalog_id, chunk)
+    return nxt
+
+
 def time_limit_retries() -> int:
     """Deliveries of a chunk after it hit the soft time limit (``CATEGORIZER_CATALOG_TIME_LIMIT_RETRIES``)."""
     value = os.environ.get("CATEGORIZER_CATALOG_TIME_LIMIT_RETRIES")
@@ -187,6 +208,7 @@ def fail_chunk(store: CatalogStore, catalog_id: str, chunk: int, reason: str) ->
     """
     rows = store.load_chunk(catalog_id, chunk)
     if rows is None:
+        send_next(store, catalog_id, chunk)  # stored already (the input goes with the store)
         return -2
     error = f"time_limit: {reason}"
     document = results_document("", [], [[row, ident, None, error] for row, ident, _text, _error in rows])
@@ -201,6 +223,7 @@ def fail_chunk(store: CatalogStore, catalog_id: str, chunk: int, reason: str) ->
         model_version="",
         labels=None,
     )
+    send_next(store, catalog_id, chunk)
     log.error(
         "catalog_chunk_failed catalog_id=%s chunk=%d rows=%d reason=%s stored=%d",
         catalog_id,
@@ -269,10 +292,12 @@ def _categorize_chunk(catalog_id: str, chunk: int) -> dict:
         log.info("catalog_chunk_skipped catalog_id=%s chunk=%d reason=%s", catalog_id, chunk, status or "gone")
         return {"catalog_id": catalog_id, "chunk": chunk, "skipped": status or "gone"}
     if store.has_results(catalog_id, chunk):
-        log.info("catalog_chunk_skipped catalog_id=%s chunk=%d reason=already_stored", catalog_id, chunk)
+        nxt = send_next(store, catalog_id, chunk)  # a redelivery: the claimed next chunk may be unsent
+        log.info("catalog_chunk_skipped catalog_id=%s chunk=%d reason=already_stored next=%s", catalog_id, chunk, nxt)
         return {"catalog_id": catalog_id, "chunk": chunk, "skipped": "already stored"}
     rows = store.load_chunk(catalog_id, chunk)
     if rows is None:
+        send_next(store, catalog_id, chunk)  # stored by another delivery in the meantime
         log.warning("catalog_chunk_skipped catalog_id=%s chunk=%d reason=no_input", catalog_id, chunk)
         return {"catalog_id": catalog_id, "chunk": chunk, "skipped": "no input"}
     started = time.perf_counter()
@@ -289,9 +314,10 @@ def _categorize_chunk(catalog_id: str, chunk: int) -> dict:
         model_version=counts["model_version"],
         labels=counts["labels"],
     )
+    nxt = send_next(store, catalog_id, chunk) if stored >= 0 else None
     log.info(
         "catalog_chunk catalog_id=%s chunk=%d rows=%d failed=%d unique=%d cached=%d inferred=%d latency_ms=%.2f "
-        "model_version=%s stored=%d pid=%d",
+        "model_version=%s stored=%d next=%s pid=%d",
         catalog_id,
         chunk,
         counts["done"],
@@ -302,6 +328,7 @@ def _categorize_chunk(catalog_id: str, chunk: int) -> dict:
         (time.perf_counter() - started) * 1000,
         counts["model_version"],
         stored,
+        nxt,
         os.getpid(),
     )
     return {"catalog_id": catalog_id, "chunk": chunk, "stored": stored}

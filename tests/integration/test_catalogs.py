@@ -308,14 +308,16 @@ def test_results_wait_for_the_catalog_and_delete_purges(svc):
 
 
 def test_cancel_skips_pending_chunks(redis_factory, worker_factory, server_factory):
-    """Cancelled while queued (no worker yet): its chunks are skipped, its data is gone."""
+    """Cancelled while queued (no worker yet): its queued chunks are skipped, its pending chunks
+    (beyond the window) are never sent, its data is gone."""
     url = redis_factory(appendonly=False).url()
     svc = Service(url, server_factory(url, CATALOG_CHUNK_SIZE=64))
     rows = catalog_rows(640, 640, seed=6)
     cancelled = svc.submit(to_csv(rows))
     kept = svc.submit(to_csv(rows[:64]))
     assert svc.status(cancelled["catalog_id"])["status"] == "queued"
-    assert svc.redis.llen("catalog") == 11
+    assert svc.redis.llen("catalog") == 4 + 1  # CATALOG_WINDOW (4) of the 10 chunks, then the kept one
+    assert svc.redis.llen(f"categorizer:catalog:{cancelled['catalog_id']}:pending") == 6
     resp = svc.api.delete(f"/v1/catalogs/{cancelled['catalog_id']}")
     assert resp.status_code == 200 and resp.json()["cancelled"] is True
     assert svc.api.get(f"/v1/catalogs/{cancelled['catalog_id']}").status_code == 404
@@ -338,7 +340,7 @@ def test_interactive_job_completes_while_a_large_catalog_runs(redis_factory, wor
     must not apply there, or the node would reserve hundreds of chunks.
     """
     url = redis_factory(appendonly=False).url()
-    svc = Service(url, server_factory(url, CATALOG_CHUNK_SIZE=32))
+    svc = Service(url, server_factory(url, CATALOG_CHUNK_SIZE=32, CATALOG_WINDOW=0))  # 0: all 200 chunks queued
     rows = catalog_rows(6400, 1200, seed=7)
     big = svc.submit(to_csv(rows))
     assert svc.redis.llen("catalog") == 200
@@ -361,6 +363,31 @@ def test_interactive_job_completes_while_a_large_catalog_runs(redis_factory, wor
     assert [(r["id"], r["category"]) for r in job.results()] == [("n", "Books")]
     assert view["status"] == "running" and view["chunks_done"] < view["chunks"], view
     assert svc.wait(big["catalog_id"])["done"] == 6400
+
+
+def test_a_small_catalog_is_not_queued_behind_a_big_one(redis_factory, worker_factory, server_factory):
+    """Per-catalog window: a big catalog keeps CATALOG_WINDOW chunks queued, so a small catalog
+    submitted after it is served within a few chunks, not after the whole big one."""
+    url = redis_factory(appendonly=False).url()
+    svc = Service(url, server_factory(url, CATALOG_CHUNK_SIZE=32, CATALOG_WINDOW=4))
+    # test-only delay (worker.faults): the big catalog's chunks cannot all finish during the next upload
+    worker_factory(url, queues=("catalog",), concurrency=1, env={"CATEGORIZER_TEST_TASK_DELAY": "0.05"})
+    big_rows = catalog_rows(60 * 32, 60 * 32, seed=11)
+    big = svc.submit(to_csv(big_rows))
+    small = svc.submit(to_csv(catalog_rows(40, 40, seed=12)))
+    assert big["chunks"] == 60 and small["chunks"] == 2
+    assert svc.redis.llen("catalog") <= 4 + 2  # never more than the window of each catalog
+    view = svc.wait(small["catalog_id"])
+    big_view = svc.status(big["catalog_id"])
+    assert view["status"] == "succeeded" and view["done"] == 40
+    assert big_view["status"] == "running" and big_view["done"] < big_view["total"], big_view
+    final = svc.wait(big["catalog_id"], timeout=120)
+    assert (final["status"], final["done"], final["chunks_done"]) == ("succeeded", 60 * 32, 60)
+    assert_complete_in_order(svc.results(big["catalog_id"]), big_rows)
+    assert svc.redis.llen("catalog") == 0
+    assert not svc.redis.exists(f"categorizer:catalog:{big['catalog_id']}:pending")
+    assert not svc.redis.hlen(f"categorizer:catalog:{big['catalog_id']}:handoff")
+    assert svc.redis.hget(f"categorizer:catalog:{big['catalog_id']}", "inflight") == "0"
 
 
 def _children(pid: int) -> list[int]:
