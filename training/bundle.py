@@ -164,6 +164,13 @@ class Bundle:
         (probs,) = self.session.run([ONNX_OUTPUT], {ONNX_INPUT_IDS: ids, ONNX_INPUT_LENGTHS: lens})
         return probs
 
+    def warm_up(self, batch: int = 256, calls: int = 2) -> None:
+        """Run a few full-length batches, so that ONNX Runtime has sized its buffers before real
+        traffic arrives (measured: the first call on a fresh session runs at about half speed)."""
+        text = " ".join(self.tokenizer.vocab[: self.tokenizer.seq_len]) or "warm up"
+        for _ in range(calls):
+            self.predict_proba([text] * batch)
+
     def predict(self, texts: list[str]) -> list[dict]:
         """For each text: ``category``, ``confidence`` and the ``probabilities`` of every label."""
         probs = self.predict_proba(texts)

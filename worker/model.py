@@ -105,6 +105,7 @@ class ModelHolder:
         try:
             version = version or read_current(models_dir)
             bundle = load_bundle(models_dir / version)
+            bundle.warm_up()  # before it serves: no slow first batches after a start or a reload
         except BundleError as exc:
             self.error, self.error_version = str(exc), version
             self._failed = (version, _signature(models_dir / version) if version else ())

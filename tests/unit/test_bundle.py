@@ -115,3 +115,10 @@ def test_set_current_refuses_incomplete_bundle(bundle_copy):
     with pytest.raises(BundleError):
         set_current(bundle_copy.parent, bundle_copy.name)
     assert not (bundle_copy.parent / "current").exists()
+
+
+def test_warm_up_runs_and_changes_no_result(shipped_bundle_dir):
+    b = load_bundle(shipped_bundle_dir)
+    before = b.predict_proba(list(OBVIOUS))
+    b.warm_up(batch=8, calls=1)
+    np.testing.assert_array_equal(before, b.predict_proba(list(OBVIOUS)))
