@@ -45,8 +45,6 @@ TYPES.update(
     }
 )
 
-_REFUSAL_SLUGS = {code: code for code in ("not-a-catalog", "missing-column", "empty-catalog")}
-
 _JSONL_TYPES = {"application/x-ndjson", "application/jsonl", "application/jsonlines", "application/x-jsonlines"}
 _CSV_TYPES = {"text/csv", "application/csv"}
 
@@ -136,7 +134,7 @@ def submit_catalog():
         reader = open_catalog(stream, options)
     except CatalogRefused as exc:
         _drain(stream, max_bytes)
-        raise Problem(_REFUSAL_SLUGS[exc.code], exc.detail, **exc.extra) from None
+        raise Problem(exc.code, exc.detail, **exc.extra) from None  # codes are registered in TYPES above
     except RequestEntityTooLarge:
         raise _too_large(max_bytes) from None
 
