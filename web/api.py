@@ -16,7 +16,7 @@ from web.auth import check_owner, current_client
 from web.problems import Problem
 from web.publish import task_message
 from web.review import mark_results_json
-from web.validation import validate_job_body
+from web.validation import canonical_uuid, validate_job_body
 from worker.celery_app import CATEGORIZE_BATCH_TASK, CATEGORIZE_TASK, make_celery
 from worker.jobstore import FAILED, FINAL_STATES, JobStore, connect
 
@@ -190,13 +190,7 @@ def submit_job():
 
 
 def _canonical_job_id(job_id: str) -> str:
-    try:
-        parsed = uuid.UUID(job_id)
-    except ValueError:
-        raise Problem("job-not-found", f"'{job_id[:80]}' is not a job id (a UUID)") from None
-    if str(parsed) != job_id.lower():
-        raise Problem("job-not-found", f"'{job_id[:80]}' is not a job id in canonical UUID form")
-    return str(parsed)
+    return canonical_uuid(job_id, "job-not-found", "job")
 
 
 def _wait_seconds() -> float:

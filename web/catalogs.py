@@ -23,6 +23,7 @@ from web.auth import check_owner, claim_catalog_slot, current_client
 from web.catalog_ingest import CatalogRefused, Options, open_catalog
 from web.problems import TYPES, Problem
 from web.review import needs_review
+from web.validation import canonical_uuid
 from worker.cache import prediction_of, unpack_probabilities
 from worker.catalog_store import FINAL_STATES, SUCCEEDED, CatalogStore
 from worker.celery_app import CATALOG_CHUNK_TASK
@@ -204,13 +205,7 @@ def submit_catalog():
 
 
 def _canonical_id(catalog_id: str) -> str:
-    try:
-        parsed = uuid.UUID(catalog_id)
-    except ValueError:
-        raise Problem("catalog-not-found", f"'{catalog_id[:80]}' is not a catalog id (a UUID)") from None
-    if str(parsed) != catalog_id.lower():
-        raise Problem("catalog-not-found", f"'{catalog_id[:80]}' is not a catalog id in canonical UUID form")
-    return str(parsed)
+    return canonical_uuid(catalog_id, "catalog-not-found", "catalog")
 
 
 def _ts(value: str | None) -> float | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from web.problems import Problem
 
 MAX_ID_LENGTH = 256
@@ -105,3 +107,15 @@ def _json_type(value: object) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+def canonical_uuid(value: str, not_found: str, noun: str) -> str:
+    """``value`` as a canonical UUID string, else the ``not_found`` problem (404: an id that cannot
+    exist answers like one that does not)."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise Problem(not_found, f"'{value[:80]}' is not a {noun} id (a UUID)") from None
+    if str(parsed) != value.lower():
+        raise Problem(not_found, f"'{value[:80]}' is not a {noun} id in canonical UUID form")
+    return str(parsed)
