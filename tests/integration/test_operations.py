@@ -72,6 +72,7 @@ def test_metrics_appear_and_move_when_jobs_run(private_redis, worker_factory, se
     worker_after = scrape_until(
         worker_metrics, lambda s: value(s, completed, kind="job") > value(worker_before, completed, kind="job")
     )
+    # a scrape that sees the job counted sees its latency too: observe_job records the latency first
     web_after = scrape(web_metrics)
 
     # web tier: submissions by kind, and state read from Redis on the scrape
