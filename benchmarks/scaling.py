@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                     on_window=window,
                     watch={"web (gunicorn)": svc["web_pid"], "worker (celery)": svc["worker_pid"]},
                 )
-                run["ratio_to_model_limit_batch_256"] = round(
-                    run["products_per_s"] / limit["batch_256_texts_per_s"], 3
-                )
+                run["ratio_to_model_limit_batch_256"] = round(run["products_per_s"] / limit["batch_256_texts_per_s"], 3)
                 if profiled:
                     run["where_time_goes_py_spy"] = profiled
                 runs[f"{n}_worker_processes"] = run

@@ -168,9 +168,11 @@ def render_report(metrics: dict) -> str:
             f"| {v['threshold']:.2f} | {_pct(v['coverage'])} | {_pct(v['accuracy'])} | "
             f"{_pct(t['coverage'])} | {_pct(t['accuracy'])} |"
         )
+    from training.gate import render_gate  # the gate scores with this module
+
+    lines += ["", *render_gate(metrics.get("quality_gate"))]
     hp = metrics["hyperparameters"]
     lines += [
-        "",
         "## Training",
         "",
         "Hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in hp.items()),

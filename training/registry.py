@@ -179,10 +179,23 @@ def summary(models_dir: Path, version: str, current: str | None = None) -> dict:
         "validation": scores("val"),
         "ood": scores("ood"),
         "hyperparameters": metrics.get("hyperparameters"),
+        "quality_gate": _gate_summary(metrics.get("quality_gate")),
     }
     if error:
         out["error"] = error
     return out
+
+
+def _gate_summary(gate: dict | None) -> dict | None:
+    """The recorded verdict, short: passed, the failures, and which version it was compared with."""
+    if not isinstance(gate, dict):
+        return None  # bundles trained before verdicts were recorded
+    compared = gate.get("compared_with") or {}
+    return {
+        "passed": gate.get("passed"),
+        "failures": gate.get("failures", []),
+        "compared_with": compared.get("version"),
+    }
 
 
 def list_summaries(models_dir: Path) -> tuple[str | None, list[dict]]:

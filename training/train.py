@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from training import LABELS
-from training.bundle import default_models_dir, make_session, read_current, set_current, write_manifest
+from training.bundle import default_models_dir, make_session, set_current, write_manifest
 from training.data import load_dataset, load_ood
 from training.evaluate import SvmBaseline, coverage_table, plot_confusion, plot_history, render_report, scores
+from training.gate import quality_gate
 from training.split import split_dataset
 from training.tokenizer import Tokenizer, lengths
 
@@ -81,29 +82,6 @@ def _onnx_proba(session, tokenizer: Tokenizer, texts: list[str], batch: int = 51
         ids = np.ascontiguousarray(ids[:, : int(lens.max())])
         out.append(session.run(["probabilities"], {"ids": ids, "lengths": lens})[0])
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)), np.float32)
-
-
-def quality_gate(metrics: dict, cfg: TrainConfig, models_dir: Path) -> list[str]:
-    """Reasons this bundle must not become ``current`` (empty list: it passes)."""
-    failures = []
-    test = metrics["evaluation"]["lstm"]["test"]
-    if test["accuracy"] < cfg.min_accuracy:
-        failures.append(f"test accuracy {test['accuracy']:.4f} is below the minimum {cfg.min_accuracy:.4f}")
-    if test["macro_f1"] < cfg.min_macro_f1:
-        failures.append(f"test macro-F1 {test['macro_f1']:.4f} is below the minimum {cfg.min_macro_f1:.4f}")
-    try:
-        current = read_current(models_dir)
-        cur_metrics = json.loads((models_dir / current / "metrics.json").read_text(encoding="utf-8"))
-        cur_test = cur_metrics["evaluation"]["lstm"]["test"]
-    except Exception:  # no current bundle, or one without scores: nothing to regress against
-        return failures
-    for key in ("accuracy", "macro_f1"):
-        if test[key] < cur_test[key] - cfg.max_regression:
-            failures.append(
-                f"test {key} {test[key]:.4f} regresses from current {current} ({cur_test[key]:.4f}) "
-                f"by more than {cfg.max_regression:.4f}"
-            )
-    return failures
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -224,6 +202,19 @@ def train(cfg: TrainConfig) -> TrainResult:
         "export": {"format": "onnx", "opset": 17, "parity_max_abs_diff": parity, "parity_set": "validation"},
         "evaluation": evaluation,
     }
+    # the gate's verdict is recorded in every bundle, published or not
+    metrics["quality_gate"] = quality_gate(
+        evaluation["lstm"]["test"],
+        x_te,
+        y_te,
+        labels,
+        data_sha256=data.sha256,
+        split=split.stats,
+        models_dir=models_dir,
+        min_accuracy=cfg.min_accuracy,
+        min_macro_f1=cfg.min_macro_f1,
+        max_regression=cfg.max_regression,
+    )
     plot_history(history, tmp_dir / "training_curves.png")
     plot_confusion(
         evaluation["lstm"]["test"]["confusion_matrix"]["rows_true_cols_pred"],
@@ -243,11 +234,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     write_manifest(final_dir)
 
     # --- publish behind the quality gate ------------------------------------------------------
-    failures = quality_gate(metrics, cfg, models_dir) if cfg.publish else []
-    published = cfg.publish and not failures
+    gate = metrics["quality_gate"]
+    published = cfg.publish and gate["passed"]
     if published:
         set_current(models_dir, version)
-    return TrainResult(final_dir, metrics, published, failures)
+    return TrainResult(final_dir, metrics, published, gate["failures"])
 
 
 def _save_without_optimizer(model, path: Path) -> None:

@@ -100,6 +100,18 @@ OPENAPI_SCHEMAS = {
             "validation": _SCORES,
             "ood": {**_SCORES, "description": "Out-of-distribution set, when one was scored"},
             "hyperparameters": {"type": ["object", "null"]},
+            "quality_gate": {
+                "type": ["object", "null"],
+                "description": "The gate's verdict recorded at training (null for bundles trained before it was)",
+                "properties": {
+                    "passed": {"type": ["boolean", "null"]},
+                    "failures": {"type": "array", "items": {"type": "string"}},
+                    "compared_with": {
+                        "type": ["string", "null"],
+                        "description": "The bundle that was current then, scored on the same test texts",
+                    },
+                },
+            },
             "error": {"type": "string", "description": "Present when metrics.json is unreadable"},
         },
     },

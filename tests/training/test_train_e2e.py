@@ -64,6 +64,7 @@ def test_train_writes_a_complete_published_bundle(tiny_bundle):
             assert 0 <= metrics["evaluation"][model][part]["accuracy"] <= 1
     assert [r["threshold"] for r in metrics["evaluation"]["coverage"]["val"]][0] == 0.5
     assert "| LSTM | test |" in (bundle / "report.md").read_text()
+    assert metrics["quality_gate"]["passed"] is True and metrics["quality_gate"]["compared_with"] is None
     assert any((models / "tb").rglob("events.out.tfevents.*"))
 
 
@@ -82,6 +83,15 @@ def test_quality_gate_refuses_and_keeps_bundle(tiny_bundle):
     assert "quality gate failed" in proc.stderr and "below the minimum 0.9990" in proc.stderr
     assert (models / "current").read_text().strip() == "v-tiny"
     assert (models / "v-gated" / "manifest.json").is_file()
+    # the verdict is recorded in the kept bundle: the failed minimum, and a head-to-head comparison
+    # with v-tiny on v-gated's own test texts
+    gate = json.loads((models / "v-gated" / "metrics.json").read_text())["quality_gate"]
+    assert gate["passed"] is False
+    assert {c["check"] for c in gate["checks"] if not c["passed"]} >= {"min_accuracy"}
+    assert gate["compared_with"]["version"] == "v-tiny"
+    assert gate["compared_with"]["same_split"] is False  # 300 rows, not v-tiny's 600
+    assert 0 <= gate["compared_with"]["scores"]["accuracy"] <= 1
+    assert "## Quality gate" in (models / "v-gated" / "report.md").read_text()
 
 
 def test_unknown_label_is_reported_with_its_line(tmp_path):
