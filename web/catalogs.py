@@ -214,6 +214,12 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def _rows_by_version(record: dict) -> dict[str, int]:
+    """Rows categorized by each model version (more than one when the catalog spans a refresh)."""
+    prefix = "rows_by_version:"
+    return {k[len(prefix) :]: int(v) for k, v in sorted(record.items()) if k.startswith(prefix)}
+
+
 def _view(catalog_id: str, record: dict) -> dict:
     status = record.get("status", "queued")
     total, done = int(record.get("total", 0)), int(record.get("done", 0))
@@ -242,6 +248,7 @@ def _view(catalog_id: str, record: dict) -> dict:
         "rows_per_s": rate,
         "eta_s": eta,
         "model_version": record.get("model_version") or None,
+        "model_versions": _rows_by_version(record),
         "submitted_at": record.get("submitted_at"),
         "started_at": record.get("started_at") or None,
         "finished_at": record.get("finished_at") or None,

@@ -145,7 +145,16 @@ def extend(spec: dict, config: dict) -> None:
             "chunks_done": {"type": "integer"},
             "rows_per_s": nullable_num,
             "eta_s": {**nullable_num, "description": "Seconds until done at the current rate"},
-            "model_version": {"type": ["string", "null"]},
+            "model_version": {
+                "type": ["string", "null"],
+                "description": "The version of the most recently finished chunk (each row carries its own)",
+            },
+            "model_versions": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "Rows categorized by each model version; more than one when the catalog spans a "
+                "model refresh",
+            },
             "submitted_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
             "finished_at": {"type": ["string", "null"], "format": "date-time"},

@@ -4,7 +4,9 @@ One catalog ``<id>`` is::
 
     categorizer:catalog:<id>            hash: status, submitted_at, started_at, finished_at, ingested,
                                         total, chunks, chunks_done, done, failed_rows, cached_rows,
-                                        inferences, model_version, labels (JSON), ttl, format, error
+                                        inferences, model_version (the last stored chunk's),
+                                        rows_by_version:<version> (rows categorized by each version),
+                                        labels (JSON), ttl, format, error
     categorizer:catalog:<id>:in:<n>     chunk ``n``'s input rows (JSON ``[[row, id, text, error], ...]``),
                                         written by the web tier while it reads the upload, deleted by
                                         the worker in the same script that stores the chunk's results
@@ -125,7 +127,11 @@ redis.call('HINCRBY', KEYS[1], 'done', tonumber(ARGV[3]))
 redis.call('HINCRBY', KEYS[1], 'failed_rows', tonumber(ARGV[4]))
 redis.call('HINCRBY', KEYS[1], 'cached_rows', tonumber(ARGV[5]))
 redis.call('HINCRBY', KEYS[1], 'inferences', tonumber(ARGV[6]))
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'model_version', ARGV[7]) end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'model_version', ARGV[7])
+  -- rows categorized per version: a catalog that spans a model refresh shows every version
+  redis.call('HINCRBY', KEYS[1], 'rows_by_version:' .. ARGV[7], tonumber(ARGV[3]) - tonumber(ARGV[4]))
+end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'labels', ARGV[8]) end
 if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running') end
 local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '86400')

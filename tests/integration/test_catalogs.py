@@ -142,6 +142,7 @@ def test_csv_catalog_of_real_rows_is_complete_and_in_order(svc):
     assert (view["total"], view["done"], view["failed_rows"]) == (3000, 3000, 0)
     assert view["chunks"] == view["chunks_done"] == 24
     assert view["model_version"] and view["rows_per_s"] > 0 and view["eta_s"] == 0
+    assert view["model_versions"] == {view["model_version"]: 3000}
     # identical texts cost one inference: at most one per distinct text
     assert view["inferences"] <= 700
     results = svc.results(accepted["catalog_id"])

@@ -8,7 +8,9 @@ The tests run in file order and share the model directory: publish -> corrupt ->
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
 import os
 import re
@@ -241,3 +243,49 @@ def test_rollback_restores_the_previous_version_in_every_worker(models, cluster)
     assert re.search(rf"^\* {re.escape(shipped)} ", listing.stdout, re.M)
     events = json.loads((path / "history.json").read_text())["events"]
     assert [(e["version"], e["action"]) for e in events][-2:] == [("v-new", "rollback"), (shipped, "rollback")]
+
+
+def test_a_catalog_that_spans_a_refresh_reports_rows_per_version(
+    models, gated_run, redis_factory, worker_factory, server_factory
+):
+    """One worker on the catalog queue, one chunk of 4 rows in flight at a time (so chunks run in
+    order): a bundle published mid-catalog takes over between chunks, every row keeps the version
+    that categorized it, and the catalog view counts rows per version."""
+    path, shipped = models
+    assert read_current(path) == shipped and (path / "v-gated" / "manifest.json").is_file()
+    url = redis_factory(appendonly=False).url()
+    env = {"CATEGORIZER_MODEL_DIR": str(path), "CATEGORIZER_MODEL_CHECK_INTERVAL": CHECK_INTERVAL}
+    worker_factory(url, queues=("interactive", "catalog"), env=env)
+    server = server_factory(url, MODEL_DIR=str(path), CATALOG_CHUNK_SIZE=4, CATALOG_WINDOW=1)
+    csv.field_size_limit(1 << 30)
+    with open(DATASET, encoding="utf-8", newline="") as fh:
+        texts = list(dict.fromkeys(r[1] for r in csv.reader(fh) if len(r) >= 2 and 0 < len(r[1]) <= 2000))[:6000]
+    body = io.StringIO()
+    writer = csv.writer(body, lineterminator="\n")
+    writer.writerow(["id", "text"])
+    writer.writerows([f"sku-{i}", t] for i, t in enumerate(texts))
+    resp = requests.post(
+        server.url + "/v1/catalogs", data=body.getvalue().encode(), headers={"Content-Type": "text/csv"}, timeout=60
+    )
+    assert resp.status_code == 202, resp.text
+    status_url = server.url + resp.headers["Location"]
+
+    def view() -> dict:
+        return requests.get(status_url, timeout=10).json()
+
+    wait_for(lambda: view()["done"] >= 200, what="the catalog to be under way")
+    set_current(path, "v-gated")  # published by hand, mid-catalog
+    try:
+        final = wait_for(lambda: (v := view())["status"] in ("succeeded", "failed") and v, timeout=120, what="done")
+    finally:
+        set_current(path, shipped)
+    assert final["status"] == "succeeded" and final["done"] == len(texts) and final["failed_rows"] == 0
+    assert final["model_version"] == "v-gated"  # the last chunk's
+    rows = list(csv.DictReader(io.StringIO(requests.get(status_url + "/results", timeout=60).text)))
+    versions = [r["model_version"] for r in rows]
+    assert [r["id"] for r in rows] == [f"sku-{i}" for i in range(len(texts))]
+    assert final["model_versions"] == {shipped: versions.count(shipped), "v-gated": versions.count("v-gated")}
+    assert final["model_versions"][shipped] >= 200 and final["model_versions"]["v-gated"] > 0
+    # one switch, between two chunks
+    switch = versions.index("v-gated")
+    assert set(versions[:switch]) == {shipped} and set(versions[switch:]) == {"v-gated"} and switch % 4 == 0
