@@ -39,9 +39,10 @@ import os
 import time
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from celery_batches import Batches
 
-from worker import model
+from worker import faults, model
 from worker.batch_prefetch import batch_max_size
 from worker.celery_app import CATEGORIZE_BATCH_TASK, app
 from worker.jobstore import FAILED, FINAL_STATES, SUCCEEDED, input_key, job_key, now_iso
@@ -92,6 +93,17 @@ class MicroBatches(Batches):
                 else:
                     req.acknowledge()
 
+        def on_timeout(soft: bool, timeout: float) -> None:
+            # The hard limit killed the pool process: nothing in it can record the jobs, so fail
+            # them here (in the worker's main process) and acknowledge, as Celery does for a task.
+            if soft:
+                return  # the task itself handles SoftTimeLimitExceeded
+            job_ids = list(dict.fromkeys(r.args[0] for r in requests if r.args))
+            outcome = fail_batch(job_ids, f"time limit exceeded: the batch was stopped after {timeout} s")
+            for req in requests:
+                if req.task.acks_late and not outcome.get("requeue"):
+                    req.acknowledge()
+
         from celery_batches.trace import apply_batches_task
 
         return self._pool.apply_async(
@@ -99,6 +111,7 @@ class MicroBatches(Batches):
             (self, serializable, 0, None),
             accept_callback=on_accepted,
             callback=on_return,
+            timeout_callback=on_timeout,
         )
 
 
@@ -118,12 +131,18 @@ def _simple(request):
     ignore_result=True,  # the job records are the results
 )
 def categorize_batch(self, requests) -> dict:
-    """Categorize the jobs of ``requests`` (each ``args == (job_id,)``) in one model call."""
+    """Categorize the jobs of ``requests`` (each ``args == (job_id,)``) in one model call.
+
+    Whatever happens, each job ends final or goes back to the queue: ``celery_batches``
+    acknowledges the messages after any return (and after an exception too), so a job left
+    ``running`` here would stay so for good.
+    """
     job_ids = list(dict.fromkeys(r.args[0] for r in requests))  # a job twice in a batch runs once
     deadline = time.monotonic() + REDIS_RETRY_SECONDS
     delay = 0.1
     while True:
         try:
+            faults.delay_point(f"microbatch[{len(job_ids)}]")  # test-only, off unless the worker env sets it
             return run_batch(job_ids)
         except REDIS_ERRORS as exc:
             if time.monotonic() > deadline:
@@ -132,6 +151,35 @@ def categorize_batch(self, requests) -> dict:
             log.warning("microbatch_redis_retry jobs=%d error=%s", len(job_ids), exc)
             time.sleep(delay)
             delay = min(2 * delay, 5.0)
+        except SoftTimeLimitExceeded:
+            limit = self.soft_time_limit or app.conf.task_soft_time_limit
+            return fail_batch(job_ids, f"time limit exceeded: the batch ran longer than {limit} s")
+        except Exception as exc:  # a bug must fail the jobs visibly, not leave them running
+            log.exception("microbatch_failed jobs=%d", len(job_ids))
+            return fail_batch(job_ids, f"{type(exc).__name__}: {exc}")
+
+
+def fail_batch(job_ids: list[str], error: str) -> dict:
+    """Fail every job of the batch that is not final yet (the finish is idempotent). If Redis
+    cannot record it, the messages go back to the queue instead."""
+    from worker.tasks import job_store
+
+    store = job_store()
+    try:
+        pipe = store.redis.pipeline(transaction=False)
+        stamp = now_iso()
+        for job_id in job_ids:
+            store._finish(
+                keys=[job_key(job_id), f"{job_key(job_id)}:done", input_key(job_id)],
+                args=[FAILED, stamp, "", "[]", error],
+                client=pipe,
+            )
+        failed = sum(1 for r in pipe.execute() if r)
+    except redis.exceptions.RedisError as exc:
+        log.error("microbatch_fail_not_recorded jobs=%d error=%s: requeued", len(job_ids), exc)
+        return {"requeue": True, "jobs": len(job_ids)}
+    log.error("microbatch_failed jobs=%d failed=%d error=%s", len(job_ids), failed, error)
+    return {"jobs": len(job_ids), "failed": failed, "error": error}
 
 
 def run_batch(job_ids: list[str]) -> dict:
@@ -167,6 +215,8 @@ def run_batch(job_ids: list[str]) -> dict:
         t0 = time.perf_counter()
         try:
             predictions, version = model.categorize(f"microbatch[{len(jobs)}]", texts)
+        except SoftTimeLimitExceeded:
+            raise  # the whole batch fails with the time-limit reason (categorize_batch)
         except Exception as exc:  # a model failure fails the jobs, visibly, instead of hanging them
             log.exception("microbatch_failed jobs=%d", len(jobs))
             error = f"{type(exc).__name__}: {exc}"

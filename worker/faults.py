@@ -3,8 +3,9 @@
 ``CATEGORIZER_TEST_TASK_DELAY=<seconds>``
     Every ``categorizer.categorize`` task sleeps this long after marking its job ``running`` and
     before the model call; micro-batch tasks (``categorizer.categorize_batch``) sleep this long
-    before they start (``task_prerun``). The tests use it to hold a task mid-job while they
-    SIGKILL or SIGTERM its worker, or to make it exceed a deliberately small time limit.
+    at the start of the task body, before any job is marked running. The tests use it to hold a
+    task mid-job while they SIGKILL or SIGTERM its worker, or to make it exceed a deliberately
+    small time limit.
 
 The variable is read from the *worker process* environment only. Nothing a client sends (body,
 header, query) can switch it on, and it is never set by ``categorizer worker`` or the Docker
@@ -16,8 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-
-from celery import signals
 
 log = logging.getLogger("categorizer.worker")
 
@@ -35,9 +34,3 @@ def delay_point(job_id: str) -> None:
     if seconds > 0:
         log.warning("test_delay job_id=%s seconds=%s (%s is set: test-only)", job_id, seconds, DELAY_ENV)
         time.sleep(seconds)
-
-
-@signals.task_prerun.connect
-def _delay_batches(sender=None, task_id=None, **_kwargs):
-    if sender is not None and sender.name == "categorizer.categorize_batch":
-        delay_point(f"batch:{task_id}")

@@ -179,6 +179,7 @@ def test_frozen_redis_answers_503_not_a_hang(redis_factory, server_factory):
     assert requests.post(web.url + "/v1/jobs", json={"products": PRODUCTS}, timeout=10).status_code == 202
 
 
+@pytest.mark.parametrize("microbatch", [False, True], ids=["job", "microbatch"])
 @pytest.mark.parametrize(
     "limits, reason",
     [
@@ -187,16 +188,24 @@ def test_frozen_redis_answers_503_not_a_hang(redis_factory, server_factory):
     ],
     ids=["soft", "hard"],
 )
-def test_stuck_task_fails_its_job_with_a_reason(redis_factory, worker_factory, server_factory, limits, reason):
+def test_stuck_task_fails_its_job_with_a_reason(
+    redis_factory, worker_factory, server_factory, limits, reason, microbatch
+):
+    """A task held past its time limit fails its jobs with the reason, for a per-job task and for
+    a micro-batch (where the hard limit kills the pool process: the main process fails the jobs)."""
     url = redis_factory().url()
-    stuck = worker_factory(url, env={DELAY_ENV: "60", **limits})
-    job = Client(server_factory(url).url).submit(PRODUCTS).wait(timeout=60)
-    assert job.status == "failed"
-    assert "time limit exceeded" in job.data["error"] and reason in job.data["error"], job.data["error"]
+    queue = "interactive-batch" if microbatch else "interactive"
+    stuck = worker_factory(url, queues=(queue,), env={DELAY_ENV: "60", **limits})
+    client = Client(server_factory(url, MICROBATCH=microbatch).url)
+    jobs = [client.submit(PRODUCTS[:1]) for _ in range(3)]  # small jobs: micro-batched when it is on
+    for job in jobs:
+        job.wait(timeout=60)
+        assert job.status == "failed", job.data
+        assert "time limit exceeded" in job.data["error"] and reason in job.data["error"], job.data["error"]
     assert stuck.process.alive()  # the worker (main process) survives; a killed pool process is replaced
     r = redis.Redis.from_url(url)
-    wait_until(lambda: r.hlen("unacked") == 0, what="the message to be acknowledged")
-    assert r.llen("interactive") == 0  # failed once, not redelivered in a loop
+    wait_until(lambda: r.hlen("unacked") == 0, what="the messages to be acknowledged")
+    assert r.llen(queue) == 0  # failed once, not redelivered in a loop
 
 
 def test_sigterm_on_a_worker_finishes_its_batch_and_loses_nothing(redis_factory, worker_factory, server_factory):
