@@ -102,3 +102,40 @@ def test_upload_a_catalog_and_download_its_results(site, page, tmp_path):
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
     assert [r["id"] for r in rows] == [pid for pid, _, _ in OBVIOUS]
     assert [r["category"] for r in rows] == [cat for _, _, cat in OBVIOUS]
+
+
+@pytest.fixture(scope="module")
+def keyed_site(site, server_factory):
+    """The same Redis and worker behind a server that requires an API key."""
+    return server_factory(site.app.config["REDIS_URL"], API_KEYS="alice:alice-secret-key")
+
+
+def test_with_api_keys_on_the_page_asks_for_a_key_and_sends_it(keyed_site, page, tmp_path):
+    _, text, expected = OBVIOUS[1]
+    page.goto(keyed_site.url + "/")
+    assert page.is_visible("#api-key")
+    # without a key the API answers 401, and the page says why
+    page.fill("#product-text", text)
+    page.click("#product-submit")
+    page.wait_for_selector("#product-status.error")
+    assert "API key is required" in page.text_content("#product-status")
+    # with the key: a category, then a catalog whose results download through the key
+    page.fill("#api-key", "alice-secret-key")
+    page.click("#key-save")
+    page.click("#product-submit")
+    page.wait_for_selector("#product-result:not([hidden])")
+    assert page.text_content("#result-category") == expected
+    catalog = tmp_path / "keyed.csv"
+    catalog.write_text("id,text\n" + "".join(f'{pid},"{t}"\n' for pid, t, _ in OBVIOUS), encoding="utf-8")
+    page.set_input_files("#catalog-file", str(catalog))
+    page.click("#catalog-submit")
+    page.wait_for_selector("#catalog-done:not([hidden])")
+    with page.expect_download() as download_info:
+        page.click("#catalog-download")
+    rows = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text(encoding="utf-8"))))
+    assert [(r["id"], r["category"]) for r in rows] == [(pid, cat) for pid, _, cat in OBVIOUS]
+
+
+def test_without_api_keys_the_page_has_no_key_field(site, page):
+    page.goto(site.url + "/")
+    assert page.locator("#api-key").count() == 0

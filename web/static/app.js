@@ -5,9 +5,30 @@ const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// -- API key (only when the service requires one) ----------------------------------------
+const KEY_STORE = "categorizer.api_key";
+const apiKey = () => sessionStorage.getItem(KEY_STORE) || "";
+
+function withKey(options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (apiKey()) headers.set("X-API-Key", apiKey());
+  return { ...options, headers };
+}
+
+if (window.CATEGORIZER_AUTH) {
+  const input = $("api-key");
+  input.value = apiKey();
+  setStatus($("key-status"), apiKey() ? "A key is set for this tab." : "Enter your API key first.");
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_STORE, input.value.trim());
+    setStatus($("key-status"), "A key is set for this tab.");
+  });
+}
+
 // fetch JSON; an RFC 9457 problem (or any error status) becomes an Error with its detail
 async function api(url, options = {}) {
-  const resp = await fetch(url, options);
+  const resp = await fetch(url, withKey(options));
   let body = null;
   try { body = await resp.json(); } catch (_) { /* not JSON */ }
   if (!resp.ok) {
@@ -129,7 +150,16 @@ $("catalog-form").addEventListener("submit", async (event) => {
     bar.max = Math.max(total, 1);
     bar.value = bar.max;
     const link = $("catalog-download");
-    link.href = `${location}/results?format=csv`;
+    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+    const resultsUrl = `${location}/results?format=csv`;
+    if (apiKey()) {
+      // a plain link cannot send the key: fetch the results with it and link to the file
+      const resp = await fetch(resultsUrl, withKey());
+      if (!resp.ok) throw new Error(`the results could not be downloaded (${resp.status})`);
+      link.href = URL.createObjectURL(await resp.blob());
+    } else {
+      link.href = resultsUrl; // streamed straight from the service
+    }
     link.setAttribute("download", `${file.name.replace(/\.csv$/i, "")}-categorized.csv`);
     $("catalog-done").hidden = false;
     setStatus(status, "Done.");
