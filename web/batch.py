@@ -1,4 +1,5 @@
-"""Many jobs per HTTP request: ``POST /v1/jobs:batch`` and ``GET /v1/jobs?ids=...&wait=S``.
+"""Many jobs per HTTP request: ``POST /v1/jobs:batch``, ``GET /v1/jobs?ids=...&wait=S`` and
+``POST /v1/jobs:lookup`` (the same read, with the ids in a JSON body).
 
 A flood of one-product jobs costs the web tier two HTTP requests per job (submit, long-poll).
 An ingestion client that has many products at hand sends them as many *independent* jobs in one
@@ -160,6 +161,41 @@ def _parse_ids() -> list[str]:
             errors=[{"parameter": "ids", "code": "required", "detail": "is required"}],
         )
     ids = [part.strip() for part in raw.split(",") if part.strip()]
+    _check_count(ids)
+    return ids
+
+
+def validate_lookup_body(body: object, limit: int) -> list[str]:
+    """``{"ids": ["<job id>", ...]}`` with 1 to ``limit`` strings, nothing else."""
+    if not isinstance(body, dict):
+        raise Problem(
+            "validation-error",
+            'the body must be a JSON object: {"ids": [...]}',
+            errors=[_error("", "type", 'must be an object {"ids": [...]}')],
+        )
+    extra = sorted(set(body) - {"ids"})
+    if extra:
+        raise Problem(
+            "validation-error",
+            f"unknown field {extra[0]!r}: the body has only ids",
+            errors=[_error(f"/{k}", "unknown_field", "is not a field") for k in extra[:MAX_REPORTED_ERRORS]],
+        )
+    ids = body.get("ids")
+    if not isinstance(ids, list):
+        code, detail = ("required", "is required") if ids is None else ("type", "must be an array of job ids")
+        raise Problem("validation-error", f"/ids {detail}", errors=[_error("/ids", code, detail)])
+    bad = [k for k, v in enumerate(ids) if not isinstance(v, str)]
+    if bad:
+        errors = [_error(f"/ids/{k}", "type", "must be a string (a job id)") for k in bad[:MAX_REPORTED_ERRORS]]
+        raise Problem("validation-error", f"/ids/{bad[0]} must be a string (a job id)", errors=errors)
+    if not ids or len(ids) > limit:
+        code = "too_many" if ids else "empty"
+        detail = f"must name 1 to {limit} jobs (got {len(ids)})"
+        raise Problem("validation-error", f"/ids {detail}", errors=[_error("/ids", code, detail)], max_ids=limit)
+    return ids
+
+
+def _check_count(ids: list[str]) -> None:
     limit = current_app.config["MAX_BATCH_JOBS"]
     if not ids or len(ids) > limit:
         raise Problem(
@@ -167,7 +203,6 @@ def _parse_ids() -> list[str]:
             f"ids must name 1 to {limit} jobs (got {len(ids)})",
             errors=[{"parameter": "ids", "code": "too_many" if ids else "empty", "detail": f"1 to {limit} ids"}],
         )
-    return ids
 
 
 def _missing(job_id: str) -> dict:
@@ -179,7 +214,18 @@ def _missing(job_id: str) -> dict:
 def get_jobs():
     """``GET /v1/jobs?ids=``: several jobs in one answer, in the order asked; ``wait`` long-polls until
     all are final. Served by the ``/v1/jobs`` rule of ``web.api`` (one URL rule per path)."""
-    ids = _parse_ids()
+    return _read_jobs(_parse_ids())
+
+
+@bp.post("/jobs:lookup")
+def lookup_jobs():
+    """``POST /v1/jobs:lookup[?wait=S]`` with ``{"ids": [...]}``: the same answer as ``GET /v1/jobs?ids=``
+    for as many ids as ``MAX_BATCH_JOBS`` (a URL holds about 100: servers cap the request line)."""
+    body, _ = _parse_json_body()
+    return _read_jobs(validate_lookup_body(body, current_app.config["MAX_BATCH_JOBS"]))
+
+
+def _read_jobs(ids: list[str]):
     wait = _wait_seconds()
     svc = services()
     canonical: list[str | None] = []

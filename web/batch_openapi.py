@@ -1,4 +1,5 @@
-"""OpenAPI description of ``POST /v1/jobs:batch`` and ``GET /v1/jobs?ids=`` (web/batch.py)."""
+"""OpenAPI description of ``POST /v1/jobs:batch``, ``GET /v1/jobs?ids=`` and ``POST /v1/jobs:lookup``
+(web/batch.py)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def extend(spec: dict, config: dict) -> None:
                 "is a MissingJob carrying a job-not-found problem",
                 "items": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"$ref": "#/components/schemas/MissingJob"}]},
             }
+        },
+    }
+    schemas["LookupRequest"] = {
+        "type": "object",
+        "required": ["ids"],
+        "additionalProperties": False,
+        "properties": {
+            "ids": {"type": "array", "minItems": 1, "maxItems": max_jobs, "items": {"type": "string"}},
         },
     }
     spec["paths"]["/v1/jobs:batch"] = {
@@ -134,4 +143,24 @@ def extend(spec: dict, config: dict) -> None:
             "500": _problem("Unexpected error"),
             "503": _problem("Redis unreachable", RETRY_AFTER),
         },
+    }
+    spec["paths"]["/v1/jobs:lookup"] = {
+        "post": {
+            "operationId": "lookupJobs",
+            "summary": "Read several jobs named in the body (up to the batch size; a URL holds about 100 ids)",
+            "parameters": [spec["paths"]["/v1/jobs"]["get"]["parameters"][1]],  # wait
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LookupRequest"}}},
+            },
+            "responses": {
+                "200": spec["paths"]["/v1/jobs"]["get"]["responses"]["200"],
+                "400": _problem("Malformed JSON (malformed-json) or invalid `wait`"),
+                "413": _problem("Body too large (payload-too-large)"),
+                "415": _problem("Not application/json (unsupported-media-type)"),
+                "422": _problem(f"Not an object with 1 to {max_jobs} string ids (validation-error)"),
+                "500": _problem("Unexpected error"),
+                "503": _problem("Redis unreachable", RETRY_AFTER),
+            },
+        }
     }

@@ -158,9 +158,10 @@ class Client:
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
-    def wait_all(self, jobs: list[Job], timeout: float = 60.0, chunk: int = 100) -> list[Job]:
-        """Long-poll ``jobs`` (``GET /v1/jobs?ids=...&wait=``, ``chunk`` ids per request) until all
-        are final, or raise ``TimeoutError``. Updates each Job in place; returns ``jobs``."""
+    def wait_all(self, jobs: list[Job], timeout: float = 60.0, chunk: int = 1000) -> list[Job]:
+        """Long-poll ``jobs`` (``POST /v1/jobs:lookup?wait=``, ``chunk`` ids per request, at most the
+        server's ``MAX_BATCH_JOBS``) until all are final, or raise ``TimeoutError``. Updates each Job
+        in place; returns ``jobs``."""
         deadline = time.monotonic() + timeout
         while True:
             pending = [j for j in jobs if not j.done]
@@ -172,9 +173,17 @@ class Client:
             wait = min(remaining, MAX_LONG_POLL)
             for start in range(0, len(pending), chunk):
                 part = pending[start : start + chunk]
-                params = {"ids": ",".join(j.id for j in part), "wait": f"{wait:g}"}
+                body = {"ids": [j.id for j in part]}
                 try:
-                    resp = self._request("GET", "/v1/jobs", params=params, timeout=self.timeout + wait)
+                    resp = self._request(
+                        "POST", "/v1/jobs:lookup", params={"wait": f"{wait:g}"}, json=body, timeout=self.timeout + wait
+                    )
+                except ProblemError as exc:
+                    limit = exc.problem.get("max_ids")
+                    if exc.status != 422 or not isinstance(limit, int) or not 0 < limit < len(part):
+                        raise
+                    chunk = limit  # the server reads fewer ids per request: ask again in smaller parts
+                    break
                 except requests.ConnectionError:
                     time.sleep(0.2)
                     continue

@@ -35,6 +35,13 @@ def test_a_client_sees_only_its_own_jobs(keyed_server):
     unknown = requests.get(f"{url}/v1/jobs/{uuid.uuid4()}", headers=BOB, timeout=10)
     assert theirs.status_code == unknown.status_code == 404
     assert theirs.json()["type"] == unknown.json()["type"] == PT + "job-not-found"
+    # the multi-job reads hide it the same way
+    for read in (
+        lambda h: requests.get(f"{url}/v1/jobs", params={"ids": job_id}, headers=h, timeout=10),
+        lambda h: requests.post(f"{url}/v1/jobs:lookup", json={"ids": [job_id]}, headers=h, timeout=10),
+    ):
+        assert read(ALICE).json()["jobs"][0]["status"] == "succeeded"
+        assert read(BOB).json()["jobs"][0]["error"]["type"] == PT + "job-not-found"
     # no key at all
     anonymous = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10)
     assert anonymous.status_code == 401 and anonymous.json()["type"] == PT + "unauthorized"

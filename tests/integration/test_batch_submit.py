@@ -1,4 +1,5 @@
 """Many jobs per request (web/batch.py): ``POST /v1/jobs:batch``, ``GET /v1/jobs?ids=&wait=``,
+``POST /v1/jobs:lookup``,
 ``Client.submit_many``/``wait_all``, and the task message the web tier builds (web/publish.py).
 
 Real Redis, a real ``celery worker`` (micro-batch and per-job queues), real HTTP; every response
@@ -86,6 +87,57 @@ def test_multi_read_bad_parameters_are_400(service, params):
     resp = api.get("/v1/jobs", params=params)
     assert resp.status_code == 400
     assert resp.json()["type"] == "urn:categorizer:problem:invalid-parameter"
+
+
+def test_lookup_reads_the_ids_of_a_json_body_like_the_multi_get(service):
+    _, api, _ = service
+    accepted = api.post("/v1/jobs:batch", json={"jobs": [{"text": t} for _, t, _ in OBVIOUS]}).json()["jobs"]
+    ids = [a["job_id"] for a in accepted]
+    unknown = str(uuid.uuid4())
+    resp = api.post("/v1/jobs:lookup", params={"wait": 30}, json={"ids": [*ids, unknown, "not-a-uuid"]})
+    assert resp.status_code == 200, resp.text
+    jobs = resp.json()["jobs"]
+    assert [j["job_id"] for j in jobs] == [*ids, unknown, "not-a-uuid"]
+    assert [j["results"][0]["category"] for j in jobs[:4]] == [c for _, _, c in OBVIOUS]
+    assert jobs[4]["error"]["status"] == jobs[5]["error"]["status"] == 404
+    assert resp.json()["jobs"][:4] == api.get("/v1/jobs", params={"ids": ",".join(ids)}).json()["jobs"]
+
+
+@pytest.mark.parametrize(
+    "body, pointer, code",
+    [
+        ({}, "/ids", "required"),
+        ({"ids": []}, "/ids", "empty"),
+        ({"ids": "a,b"}, "/ids", "type"),
+        ({"ids": ["x", 3]}, "/ids/1", "type"),
+        ({"ids": ["x"], "wait": 3}, "/wait", "unknown_field"),
+        ([], "", "type"),
+    ],
+)
+def test_lookup_bad_bodies_are_422_with_a_pointer(service, body, pointer, code):
+    _, api, _ = service
+    resp = api.post("/v1/jobs:lookup", json=body)
+    assert resp.status_code == 422, resp.text
+    problem = resp.json()
+    assert problem["type"] == "urn:categorizer:problem:validation-error" and problem["detail"]
+    assert (problem["errors"][0]["pointer"], problem["errors"][0]["code"]) == (pointer, code)
+
+
+def test_lookup_refuses_more_ids_than_the_batch_limit_and_says_the_limit(service):
+    _, api, _ = service
+    resp = api.post("/v1/jobs:lookup", json={"ids": [str(uuid.uuid4()) for _ in range(51)]})
+    assert resp.status_code == 422
+    assert resp.json()["max_ids"] == 50 and resp.json()["errors"][0]["code"] == "too_many"
+    assert api.post("/v1/jobs:lookup", data=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    assert api.post("/v1/jobs:lookup", data=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_client_wait_all_adapts_to_the_server_batch_limit(service):
+    server, _, _ = service
+    client = Client(server.url)
+    jobs = client.submit_many([OBVIOUS[k % 4][1] for k in range(120)], batch_size=40)
+    client.wait_all(jobs, timeout=60)  # asks for up to 1,000 ids, then 50 per request (the server's limit)
+    assert [j.results()[0]["category"] for j in jobs] == [OBVIOUS[k % 4][2] for k in range(120)]
 
 
 def test_batch_errors_point_into_the_entry_and_nothing_is_queued(service):
