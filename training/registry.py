@@ -191,11 +191,15 @@ def _gate_summary(gate: dict | None) -> dict | None:
     if not isinstance(gate, dict):
         return None  # bundles trained before verdicts were recorded
     compared = gate.get("compared_with") or {}
-    return {
+    out = {
         "passed": gate.get("passed"),
         "failures": gate.get("failures", []),
-        "compared_with": compared.get("version"),
+        "compared_with": None if "skipped" in compared else compared.get("version"),
+        "basis": compared.get("basis"),
     }
+    if "skipped" in compared:
+        out["skipped"] = compared["skipped"]
+    return out
 
 
 def list_summaries(models_dir: Path) -> tuple[str | None, list[dict]]:

@@ -36,6 +36,8 @@ DEFAULTS = {
     "BATCH_QUEUE": BATCH_QUEUE,  # the queue worker.batch_prefetch raises the prefetch of (worker.celery_app)
     # POST /v1/jobs:batch and GET /v1/jobs?ids=: jobs per request (web/batch.py)
     "MAX_BATCH_JOBS": 1000,
+    # results one multi-job read (GET /v1/jobs?ids=, POST /v1/jobs:lookup) may answer: bounds its memory
+    "MAX_LOOKUP_RESULTS": 20000,
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
     # catalogs (docs/catalogs.md): streamed uploads split into chunks on CATALOG_QUEUE
     "CATALOG_QUEUE": "catalog",

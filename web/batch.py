@@ -237,6 +237,15 @@ def _read_jobs(ids: list[str]):
     wanted = sorted({j for j in canonical if j})
     records = dict(zip(wanted, svc.store.get_many(wanted), strict=True))
     records = {j: r for j, r in records.items() if check_owner(r)}  # others' jobs: not found
+    # the answer is built in memory: refuse (before waiting) a read of more results than the limit
+    limit = current_app.config["MAX_LOOKUP_RESULTS"]
+    results = sum(int(records[c].get("count") or 0) for c in canonical if c in records)
+    if results > limit:
+        raise Problem(
+            "too-many-results",
+            f"these {len(ids)} jobs hold {results} results; one read answers at most {limit}: ask for fewer jobs",
+            max_results=limit,
+        )
     deadline = time.monotonic() + wait
     while True:
         pending = [j for j, r in records.items() if r.get("status") not in FINAL_STATES]

@@ -140,6 +140,7 @@ def extend(spec: dict, config: dict) -> None:
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobList"}}},
             },
             "400": _problem("Missing or invalid `ids`, or invalid `wait`"),
+            "422": _problem("The jobs hold more than MAX_LOOKUP_RESULTS results (too-many-results; `max_results`)"),
             "500": _problem("Unexpected error"),
             "503": _problem("Redis unreachable", RETRY_AFTER),
         },
@@ -158,7 +159,10 @@ def extend(spec: dict, config: dict) -> None:
                 "400": _problem("Malformed JSON (malformed-json) or invalid `wait`"),
                 "413": _problem("Body too large (payload-too-large)"),
                 "415": _problem("Not application/json (unsupported-media-type)"),
-                "422": _problem(f"Not an object with 1 to {max_jobs} string ids (validation-error)"),
+                "422": _problem(
+                    f"Not an object with 1 to {max_jobs} string ids (validation-error, with `max_ids`), or the jobs "
+                    "hold more than MAX_LOOKUP_RESULTS results (too-many-results, with `max_results`)"
+                ),
                 "500": _problem("Unexpected error"),
                 "503": _problem("Redis unreachable", RETRY_AFTER),
             },

@@ -179,10 +179,7 @@ class Client:
                         "POST", "/v1/jobs:lookup", params={"wait": f"{wait:g}"}, json=body, timeout=self.timeout + wait
                     )
                 except ProblemError as exc:
-                    limit = exc.problem.get("max_ids")
-                    if exc.status != 422 or not isinstance(limit, int) or not 0 < limit < len(part):
-                        raise
-                    chunk = limit  # the server reads fewer ids per request: ask again in smaller parts
+                    chunk = self._smaller_chunk(exc, len(part))  # or raise: ask again in smaller parts
                     break
                 except requests.ConnectionError:
                     time.sleep(0.2)
@@ -191,6 +188,18 @@ class Client:
                     if "error" in data and "status" not in data:
                         raise ProblemError(404, data["error"])
                     job.data = data
+
+    @staticmethod
+    def _smaller_chunk(exc: ProblemError, asked: int) -> int:
+        """The read size after the server refused ``asked`` ids: its ``max_ids``, or half as many
+        when the jobs hold more than ``max_results``. Re-raises any other refusal."""
+        if exc.status == 422:
+            limit = exc.problem.get("max_ids")
+            if isinstance(limit, int) and 0 < limit < asked:
+                return limit
+            if "max_results" in exc.problem and asked > 1:
+                return asked // 2
+        raise exc
 
     def job(self, job_id: str, wait: float = 0) -> Job:
         """Read a job; ``wait`` > 0 long-polls up to that many seconds for it to finish."""

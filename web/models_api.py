@@ -108,8 +108,15 @@ OPENAPI_SCHEMAS = {
                     "failures": {"type": "array", "items": {"type": "string"}},
                     "compared_with": {
                         "type": ["string", "null"],
-                        "description": "The bundle that was current then, scored on the same test texts",
+                        "description": "The bundle that was current then (null: none, or it could not be scored)",
                     },
+                    "basis": {
+                        "type": ["string", "null"],
+                        "enum": ["unseen_by_both", "recorded_scores", None],
+                        "description": "unseen_by_both: both scored on the test texts neither had seen; "
+                        "recorded_scores: the current bundle's recorded test scores",
+                    },
+                    "skipped": {"type": "string", "description": "Why the no-regression check did not run"},
                 },
             },
             "error": {"type": "string", "description": "Present when metrics.json is unreadable"},

@@ -33,6 +33,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "validation-error": (422, "Request body is invalid"),
     "too-many-products": (422, "Too many products in one job"),
     "too-many-jobs": (422, "Too many jobs in one request"),
+    "too-many-results": (422, "Too many results for one read"),
     "idempotency-key-reused": (422, "Idempotency-Key reused with a different request body"),
     "rate-limited": (429, "Too many requests"),
     "too-many-catalogs": (429, "Too many unfinished catalogs"),

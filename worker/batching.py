@@ -101,7 +101,11 @@ class MicroBatches(Batches):
             job_ids = list(dict.fromkeys(r.args[0] for r in requests if r.args))
             outcome = fail_batch(job_ids, f"time limit exceeded: the batch was stopped after {timeout} s")
             for req in requests:
-                if req.task.acks_late and not outcome.get("requeue"):
+                if not req.task.acks_late:
+                    continue
+                if outcome.get("requeue"):
+                    req.reject(requeue=True)  # not recorded (Redis down): delivered again, failed then
+                else:
                     req.acknowledge()
 
         from celery_batches.trace import apply_batches_task
@@ -138,6 +142,15 @@ def categorize_batch(self, requests) -> dict:
     ``running`` here would stay so for good.
     """
     job_ids = list(dict.fromkeys(r.args[0] for r in requests))  # a job twice in a batch runs once
+    try:
+        return _run_retrying(job_ids)
+    except SoftTimeLimitExceeded:  # wherever it struck: in the batch, a Redis retry's sleep, ...
+        limit = self.soft_time_limit or app.conf.task_soft_time_limit
+        return fail_batch(job_ids, f"time limit exceeded: the batch ran longer than {limit} s")
+
+
+def _run_retrying(job_ids: list[str]) -> dict:
+    """``run_batch``, retried while Redis is unreachable (then requeued); any other error fails the jobs."""
     deadline = time.monotonic() + REDIS_RETRY_SECONDS
     delay = 0.1
     while True:
@@ -152,8 +165,7 @@ def categorize_batch(self, requests) -> dict:
             time.sleep(delay)
             delay = min(2 * delay, 5.0)
         except SoftTimeLimitExceeded:
-            limit = self.soft_time_limit or app.conf.task_soft_time_limit
-            return fail_batch(job_ids, f"time limit exceeded: the batch ran longer than {limit} s")
+            raise
         except Exception as exc:  # a bug must fail the jobs visibly, not leave them running
             log.exception("microbatch_failed jobs=%d", len(job_ids))
             return fail_batch(job_ids, f"{type(exc).__name__}: {exc}")

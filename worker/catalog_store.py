@@ -130,7 +130,8 @@ redis.call('HINCRBY', KEYS[1], 'inferences', tonumber(ARGV[6]))
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[1], 'model_version', ARGV[7])
   -- rows categorized per version: a catalog that spans a model refresh shows every version
-  redis.call('HINCRBY', KEYS[1], 'rows_by_version:' .. ARGV[7], tonumber(ARGV[3]) - tonumber(ARGV[4]))
+  local categorized = tonumber(ARGV[3]) - tonumber(ARGV[4])
+  if categorized > 0 then redis.call('HINCRBY', KEYS[1], 'rows_by_version:' .. ARGV[7], categorized) end
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'labels', ARGV[8]) end
 if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running') end

@@ -165,7 +165,6 @@ def observe_job(kind: str, status: str, latency_s: float | None = None) -> None:
     """Count one finished job of ``kind`` (``job``/``catalog``) with status succeeded/failed."""
     if _metrics is None:
         return
-    # the latency first: a scrape that sees the job counted must also see its latency
     if latency_s is not None:
         _metrics.latency.labels(kind).observe(max(latency_s, 0.0))  # clock steps can make it negative
     (_metrics.completed if status == "succeeded" else _metrics.failed).labels(kind).inc()

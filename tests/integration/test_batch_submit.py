@@ -140,6 +140,27 @@ def test_client_wait_all_adapts_to_the_server_batch_limit(service):
     assert [j.results()[0]["category"] for j in jobs] == [OBVIOUS[k % 4][2] for k in range(120)]
 
 
+def test_a_read_of_more_results_than_the_limit_is_refused_and_the_client_splits_it(service, server_factory):
+    _, _, url = service
+    server = server_factory(url, MAX_LOOKUP_RESULTS=5)
+    api = checked_session(server.url, requests.get(server.url + "/openapi.json", timeout=10).json())
+    products = [{"id": pid, "text": text} for pid, text, _ in OBVIOUS]
+    ids = [j["job_id"] for j in api.post("/v1/jobs:batch", json={"jobs": [{"products": products}] * 3}).json()["jobs"]]
+    for resp in (
+        api.post("/v1/jobs:lookup", json={"ids": ids}),
+        api.get("/v1/jobs", params={"ids": ",".join(ids)}),
+    ):
+        assert resp.status_code == 422, resp.text
+        problem = resp.json()
+        assert problem["type"] == "urn:categorizer:problem:too-many-results" and problem["max_results"] == 5
+        assert "12 results" in problem["detail"]
+    assert api.post("/v1/jobs:lookup", json={"ids": ids[:1]}).status_code == 200  # 4 results
+    client = Client(server.url)
+    jobs = [client.job(i) for i in ids]
+    client.wait_all(jobs, timeout=60)  # 3 ids refused, then 1 per read
+    assert all([r["category"] for r in j.results()] == [c for _, _, c in OBVIOUS] for j in jobs)
+
+
 def test_batch_errors_point_into_the_entry_and_nothing_is_queued(service):
     _, api, url = service
     r = redis.Redis.from_url(url)

@@ -69,10 +69,16 @@ def test_metrics_appear_and_move_when_jobs_run(private_redis, worker_factory, se
     job = run_job(server.url)
     assert job["status"] == "succeeded"
     completed = "categorizer_jobs_completed_total"
+    latency = "categorizer_job_latency_seconds_count"
+    # the counter and the histogram live in separate files of the multiprocess directory, read in
+    # directory order: wait until the scrape shows both
     worker_after = scrape_until(
-        worker_metrics, lambda s: value(s, completed, kind="job") > value(worker_before, completed, kind="job")
+        worker_metrics,
+        lambda s: (
+            value(s, completed, kind="job") > value(worker_before, completed, kind="job")
+            and value(s, latency, kind="job") > value(worker_before, latency, kind="job")
+        ),
     )
-    # a scrape that sees the job counted sees its latency too: observe_job records the latency first
     web_after = scrape(web_metrics)
 
     # web tier: submissions by kind, and state read from Redis on the scrape
