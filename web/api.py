@@ -163,11 +163,13 @@ def submit_job():
         binding = json.dumps({"job_id": job_id, "fingerprint": fingerprint})
         idempotency = (key, binding, cfg["IDEMPOTENCY_TTL"])
     # One round trip: the Idempotency-Key check, the back-pressure check, the job record, its input
-    # (the validated body as received; the message names the job only) and the Celery message
-    # (web.publish: what send_task would push), all or nothing (worker.jobstore.JobStore.submit).
+    # (the validated products only: fields the validation ignores never reach a worker; the
+    # message names the job only) and the Celery message (web.publish: what send_task would push),
+    # all or nothing (worker.jobstore.JobStore.submit).
     message = task_message(svc.celery, task, job_id, queue)
+    payload = json.dumps({"products": products}, separators=(",", ":"))
     kind, detail = svc.store.submit(
-        [(job_id, len(products), queue, raw, message)],
+        [(job_id, len(products), queue, payload, message)],
         cfg["JOB_TTL"],
         cfg["MAX_QUEUE_DEPTH"],
         owner=current_client(),

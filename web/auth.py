@@ -101,7 +101,12 @@ def identify(keys: dict[str, str], presented: str | None) -> str | None:
     """The client name of ``presented``, comparing it with every key in constant time."""
     if presented is None:
         return None
-    given = presented.encode("utf-8", "surrogateescape")
+    # WSGI hands header values over as latin-1 text: these are the bytes the client sent, which
+    # for a key configured with non-ASCII characters are its UTF-8 bytes
+    try:
+        given = presented.encode("latin-1")
+    except UnicodeEncodeError:
+        given = presented.encode("utf-8", "surrogateescape")
     found = None
     for key, name in keys.items():
         if hmac.compare_digest(given, key.encode("utf-8")):
@@ -160,7 +165,8 @@ def check_owner(record: dict | None) -> bool:
     client = g.get("client_id")
     if client is None:
         return True
-    return hmac.compare_digest(str(owner_of(record) or ""), client)
+    # bytes: compare_digest refuses str with non-ASCII characters (a client named "müller")
+    return hmac.compare_digest(str(owner_of(record) or "").encode("utf-8"), client.encode("utf-8"))
 
 
 def current_client() -> str | None:

@@ -45,7 +45,17 @@ from celery_batches import Batches
 from worker import faults, model
 from worker.batch_prefetch import batch_max_size
 from worker.celery_app import CATEGORIZE_BATCH_TASK, app
-from worker.jobstore import FAILED, FINAL_STATES, SUCCEEDED, input_key, job_key, now_iso
+from worker.jobstore import (
+    EXHAUSTED,
+    FAILED,
+    FINAL_STATES,
+    MAX_DELIVERIES,
+    SUCCEEDED,
+    exhausted_error,
+    input_key,
+    job_key,
+    now_iso,
+)
 
 log = logging.getLogger("categorizer.worker")
 
@@ -203,7 +213,7 @@ def run_batch(job_ids: list[str]) -> dict:
     pipe = store.redis.pipeline(transaction=False)
     stamp = now_iso()
     for job_id in job_ids:
-        store._mark_running(keys=[job_key(job_id)], args=[stamp], client=pipe)
+        store._mark_running(keys=[job_key(job_id)], args=[stamp, MAX_DELIVERIES], client=pipe)
         pipe.get(input_key(job_id))
     replies = pipe.execute()
 
@@ -215,10 +225,17 @@ def run_batch(job_ids: list[str]) -> dict:
         if status is None or status in FINAL_STATES:
             skipped += 1  # expired, or finished by an earlier delivery
             continue
+        if status == EXHAUSTED:
+            finishes.append((job_id, FAILED, "[]", "", exhausted_error()))
+            continue
         if raw is None:
             finishes.append((job_id, FAILED, "[]", "", "the job's input has expired"))
             continue
-        products = [{"id": p.get("id"), "text": p["text"]} for p in json.loads(raw)["products"]]
+        try:  # one job's unreadable input fails that job only, not its batch
+            products = [{"id": p.get("id"), "text": p["text"]} for p in json.loads(raw)["products"]]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            finishes.append((job_id, FAILED, "[]", "", f"unreadable job input: {type(exc).__name__}"))
+            continue
         jobs.append((job_id, products))
 
     texts = [p["text"] for _, products in jobs for p in products]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from datetime import UTC, datetime
 
@@ -41,14 +42,29 @@ WORKERS_INFO_KEY = PREFIX + "workers:info"
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 FINAL_STATES = frozenset({SUCCEEDED, FAILED})
 
+#: Deliveries of one job before it fails: a job whose processing kills its worker every time
+#: (out of memory, a native crash) is redelivered (acks_late); this stops the loop.
+MAX_DELIVERIES = int(os.environ.get("CATEGORIZER_MAX_DELIVERIES", "10"))
+EXHAUSTED = "exhausted"
+
+# KEYS: record. ARGV: started_at, max deliveries (0 = no limit).
 _MARK_RUNNING = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status == 'succeeded' or status == 'failed' then return status end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if tonumber(ARGV[2]) > 0 and n > tonumber(ARGV[2]) then return 'exhausted' end
 return 'running'
 """
+
+
+def exhausted_error() -> str:
+    return (
+        f"the job was delivered {MAX_DELIVERIES} times and its worker stopped each time before finishing "
+        "(CATEGORIZER_MAX_DELIVERIES)"
+    )
+
 
 # KEYS: record, done list, input. ARGV: status, finished_at, model_version, results JSON, error.
 _FINISH = """
@@ -289,7 +305,7 @@ class JobStore:
     # -- worker side -----------------------------------------------------------------------
     def mark_running(self, job_id: str) -> str | None:
         """Set ``running`` (unless final). Returns the status now, None if the record is gone."""
-        return self._mark_running(keys=[job_key(job_id)], args=[now_iso()])
+        return self._mark_running(keys=[job_key(job_id)], args=[now_iso(), MAX_DELIVERIES])
 
     def finish(
         self,

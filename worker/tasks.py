@@ -12,7 +12,7 @@ from celery.worker.request import Request
 
 from worker import faults, model
 from worker.celery_app import CATEGORIZE_TASK, app
-from worker.jobstore import FAILED, FINAL_STATES, SUCCEEDED, JobStore, connect
+from worker.jobstore import EXHAUSTED, FAILED, FINAL_STATES, SUCCEEDED, JobStore, connect, exhausted_error
 
 log = logging.getLogger("categorizer.worker")
 
@@ -61,10 +61,13 @@ def job_results(products: list[dict], predictions: list[dict], version: str) -> 
     ]
 
 
+REDIS_RETRIED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 @app.task(
     name=CATEGORIZE_TASK,
     Request=JobRequest,
-    autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    autoretry_for=REDIS_RETRIED,
     retry_backoff=True,
     retry_backoff_max=30,
     max_retries=10,
@@ -78,31 +81,46 @@ def categorize(job_id: str, products: list[dict] | None = None) -> dict:
     that is already final (or expired) does nothing.
     """
     store = job_store()
+    try:
+        return _categorize(store, job_id, products)
+    except REDIS_RETRIED:
+        raise  # autoretry: the job stays queued/running until Redis is back
+    except SoftTimeLimitExceeded as exc:
+        log.error("job_failed job_id=%s reason=soft_time_limit", job_id)
+        limit = app.conf.task_soft_time_limit
+        return _fail(store, job_id, f"time limit exceeded: the task ran longer than {limit} s ({exc!r})")
+    except Exception as exc:  # anything else fails the job visibly instead of leaving it running
+        log.exception("job_failed job_id=%s", job_id)
+        return _fail(store, job_id, f"{type(exc).__name__}: {exc}")
+
+
+def _categorize(store: JobStore, job_id: str, products: list[dict] | None) -> dict:
     status = store.mark_running(job_id)
     if status is None:
         log.warning("job_skipped job_id=%s reason=unknown_or_expired", job_id)
         return {"job_id": job_id, "skipped": "unknown or expired"}
+    if status == EXHAUSTED:
+        log.error("job_failed job_id=%s reason=too_many_deliveries", job_id)
+        return _fail(store, job_id, exhausted_error())
     if status in FINAL_STATES:
         log.info("job_skipped job_id=%s reason=already_%s", job_id, status)
         return {"job_id": job_id, "skipped": f"already {status}"}
     if products is None:
         products = store.load_products(job_id)
         if products is None:
-            store.finish(job_id, FAILED, error="the job's input has expired")
-            return {"job_id": job_id, "status": FAILED}
+            return _fail(store, job_id, "the job's input has expired")
     texts = [p["text"] for p in products]
-    try:
-        faults.delay_point(job_id)  # test-only fault injection, off unless the worker env sets it
-        predictions, version = model.categorize(job_id, texts)
-    except SoftTimeLimitExceeded as exc:
-        log.error("job_failed job_id=%s reason=soft_time_limit", job_id)
-        limit = app.conf.task_soft_time_limit
-        store.finish(job_id, FAILED, error=f"time limit exceeded: the task ran longer than {limit} s ({exc!r})")
-        return {"job_id": job_id, "status": FAILED}
-    except Exception as exc:  # a model failure fails the job, visibly, instead of hanging it
-        log.exception("job_failed job_id=%s", job_id)
-        store.finish(job_id, FAILED, error=f"{type(exc).__name__}: {exc}")
-        return {"job_id": job_id, "status": FAILED}
+    faults.delay_point(job_id)  # test-only fault injection, off unless the worker env sets it
+    predictions, version = model.categorize(job_id, texts)
     results = job_results(products, predictions, version)
     stored = store.finish(job_id, SUCCEEDED, json.dumps(results, separators=(",", ":")), version)
     return {"job_id": job_id, "status": SUCCEEDED, "count": len(results), "stored": stored}
+
+
+def _fail(store: JobStore, job_id: str, error: str) -> dict:
+    """Fail the job (idempotent); a Redis error here is logged: the job then expires with its record."""
+    try:
+        store.finish(job_id, FAILED, error=error)
+    except redis.exceptions.RedisError:
+        log.exception("job_fail_not_recorded job_id=%s", job_id)
+    return {"job_id": job_id, "status": FAILED}

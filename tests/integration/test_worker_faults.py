@@ -5,6 +5,7 @@ none is stored twice (issue 7; see docs/reliability.md)."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
 import time
@@ -248,3 +249,36 @@ def test_sigterm_on_gunicorn_drains_in_flight_long_polls(redis_url, tmp_path):
     finally:
         web.stop()
         r.delete(queue)
+
+
+@pytest.mark.parametrize("microbatch", [False, True], ids=["job", "microbatch"])
+def test_a_job_redelivered_too_often_fails_with_the_reason(redis_factory, worker_factory, server_factory, microbatch):
+    """A job whose worker died on it over and over (attempts at the limit) fails on its next
+    delivery instead of looping; the other jobs of its micro-batch are not affected."""
+    url = redis_factory().url()
+    queue = "interactive-batch" if microbatch else "interactive"
+    client = Client(server_factory(url, MICROBATCH=microbatch).url)
+    doomed, fine = client.submit(PRODUCTS[:1]), client.submit(PRODUCTS[1:2])
+    redis.Redis.from_url(url).hset(f"categorizer:job:{doomed.id}", "attempts", 10)  # as if killed 10 times
+    worker_factory(url, queues=(queue,))  # CATEGORIZER_MAX_DELIVERIES: 10 by default
+    doomed.wait(timeout=60)
+    assert doomed.status == "failed" and "delivered 10 times" in doomed.data["error"], doomed.data
+    assert fine.wait(timeout=60).status == "succeeded"
+
+
+@pytest.mark.parametrize("microbatch", [False, True], ids=["job", "microbatch"])
+def test_fields_the_validation_ignores_never_reach_the_worker(
+    redis_factory, worker_factory, server_factory, microbatch
+):
+    """An extra field nested deeper than a worker's JSON parser allows is accepted (it is not part
+    of the job) and has no effect: only the validated products are stored for the worker."""
+    url = redis_factory().url()
+    queue = "interactive-batch" if microbatch else "interactive"
+    worker_factory(url, queues=(queue,))
+    server = server_factory(url, MICROBATCH=microbatch)
+    nested = "[" * 970 + "]" * 970
+    body = json.dumps({"products": [{"id": "x", "text": OBVIOUS[0][1]}]})[:-1] + ', "extra": ' + nested + "}"
+    resp = requests.post(server.url + "/v1/jobs", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    job = Client(server.url).job(resp.json()["job_id"], wait=30)
+    assert job.status == "succeeded" and job.results()[0]["category"] == OBVIOUS[0][2], job.data

@@ -73,3 +73,24 @@ def test_open_routes_need_no_key(client):
             for op in ops.values():
                 assert {"401", "429"} <= set(op["responses"]), path
                 assert op["security"]
+
+
+def test_non_ascii_keys_and_client_names():
+    """A key and a client name with non-ASCII characters: the key authenticates from the UTF-8
+    bytes a client sends (WSGI hands them over as latin-1 text), and ownership checks compare
+    names as bytes (hmac.compare_digest refuses non-ASCII str)."""
+    from flask import g
+
+    from web.auth import check_owner
+
+    keys = parse_keys("müller:clé-ü,bob:k2")
+    sent = "clé-ü".encode().decode("latin-1")
+    assert identify(keys, sent) == "müller"
+    app = create_app({"REDIS_URL": DEAD_REDIS, "API_KEYS": "müller:clé-ü,bob:k2"})
+    with app.test_request_context():
+        g.client_id = "müller"
+        assert check_owner({"owner": "müller"}) and not check_owner({"owner": "bob"})
+        g.client_id = "bob"
+        assert not check_owner({"owner": "müller"})
+    resp = app.test_client().post("/v1/jobs", json={"products": []}, headers={"X-API-Key": sent})
+    assert resp.status_code == 422  # authenticated: the request reached validation
