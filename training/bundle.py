@@ -100,6 +100,8 @@ def read_current(models_dir: Path | None = None) -> str:
         version = (models_dir / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise BundleError(f"no '{CURRENT}' pointer in {models_dir}: train with --publish first") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, garbage bytes
+        raise BundleError(f"unreadable '{CURRENT}' pointer in {models_dir}: {exc}") from None
     if not version or "/" in version or version.startswith("."):
         raise BundleError(f"invalid '{CURRENT}' pointer in {models_dir}: {version!r}")
     return version

@@ -106,8 +106,9 @@ class ModelHolder:
             version = version or read_current(models_dir)
             bundle = load_bundle(models_dir / version)
             bundle.warm_up()  # before it serves: no slow first batches after a start or a reload
-        except BundleError as exc:
-            self.error, self.error_version = str(exc), version
+        except Exception as exc:  # BundleError, and whatever else (warm-up, memory) must not escape
+            message = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
+            self.error, self.error_version = message, version
             self._failed = (version, _signature(models_dir / version) if version else ())
             log.error(
                 "model_load_failed pid=%s models_dir=%s version=%s serving=%s error=%s",
@@ -115,7 +116,7 @@ class ModelHolder:
                 models_dir,
                 version,
                 self.bundle.version if self.bundle else None,
-                exc,
+                message,
             )
             self._notify()
             return False
@@ -235,8 +236,10 @@ BATCH_HOOKS: list = []
 @signals.worker_process_init.connect
 def _load_after_fork(**_kwargs) -> None:
     holder.listeners.append(_report_state)
-    holder.refresh()
-    holder.start_watcher()
+    try:
+        holder.refresh()
+    finally:
+        holder.start_watcher()  # even if the first load raised: the watcher retries and reports
 
 
 def categorize(job_id: str, texts: list[str]) -> tuple[list[dict], str]:

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tests.paths import SAVED_MODELS
-from training.bundle import read_current, set_current
+from training.bundle import BundleError, read_current, set_current
 from worker.model import ModelHolder
 
 
@@ -73,3 +73,43 @@ def test_watcher_thread_switches_an_idle_holder(models):
         assert holder.bundle.version == "b"
     finally:
         holder.stop_watcher()
+
+
+def test_a_bundle_failing_beyond_verification_is_refused_reported_and_not_retried(models, monkeypatch):
+    """An error that is not a BundleError (here: the warm-up) is handled like one: the served
+    bundle stays, the error is recorded and reported, and the same bundle is not reloaded."""
+    from training.bundle import Bundle
+
+    states = []
+    holder = ModelHolder(models, check_interval=0)
+    holder.listeners.append(states.append)
+    assert holder.get().version == "a"
+    calls = []
+
+    def failing_warm_up(self, *args, **kwargs):
+        calls.append(self.version)
+        raise RuntimeError("warm-up failed")
+
+    monkeypatch.setattr(Bundle, "warm_up", failing_warm_up)
+    set_current(models, "b")
+    assert holder.get().version == "a"
+    assert holder.error == "RuntimeError: warm-up failed" and holder.error_version == "b"
+    assert states[-1]["model_error"] == "RuntimeError: warm-up failed"
+    for _ in range(3):
+        holder.get()
+    assert calls == ["b"]  # tried once
+
+
+@pytest.mark.parametrize("damage", ["directory", "bytes"])
+def test_an_unreadable_pointer_keeps_the_served_bundle(models, damage):
+    holder = ModelHolder(models, check_interval=0)
+    assert holder.get().version == "a"
+    (models / "current").unlink()
+    if damage == "directory":
+        (models / "current").mkdir()
+    else:
+        (models / "current").write_bytes(b"\xff\xfe\x00")
+    holder.refresh()  # no exception
+    assert holder.bundle.version == "a"
+    with pytest.raises(BundleError, match="unreadable 'current' pointer"):
+        read_current(models)
