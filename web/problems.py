@@ -85,6 +85,15 @@ def register_error_handlers(app: Flask) -> None:
     import redis
     from kombu.exceptions import OperationalError
 
+    # Redis errors that mean "not available now" (503 + Retry-After); any other RedisError is a bug (500)
+    unavailable = (
+        redis.exceptions.ConnectionError,  # includes BusyLoadingError
+        redis.exceptions.TimeoutError,
+        redis.exceptions.ReadOnlyError,  # a replica after a failover
+        redis.exceptions.OutOfMemoryError,
+        redis.exceptions.TryAgainError,
+    )
+
     @app.errorhandler(Problem)
     def _problem(exc: Problem):
         return exc.response()
@@ -109,6 +118,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.RedisError)
     @app.errorhandler(OperationalError)
     def _backend(exc: Exception):
+        if isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, unavailable):
+            return _crash(exc)  # a script error or WRONGTYPE is a bug: retrying will not help
         log.error("backend_unavailable path=%s error=%s", request.path, exc)
         return Problem(
             "service-unavailable",

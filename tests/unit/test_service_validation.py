@@ -153,3 +153,28 @@ def test_problem_error_carries_details():
     )
     assert exc.errors[0]["pointer"] == "/products" and exc.retry_after == 3.0
     assert "422" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "error, status, slug",
+    [
+        ("ConnectionError", 503, "service-unavailable"),
+        ("TimeoutError", 503, "service-unavailable"),
+        ("BusyLoadingError", 503, "service-unavailable"),
+        ("ReadOnlyError", 503, "service-unavailable"),
+        ("ResponseError", 500, "internal-error"),  # a script error: a bug, not worth a retry
+        ("DataError", 500, "internal-error"),
+    ],
+)
+def test_only_unavailable_redis_is_503(error, status, slug):
+    import redis
+
+    app = create_app({"REDIS_URL": DEAD_REDIS, "TESTING": False})
+
+    @app.get("/raise")
+    def _raise():
+        raise getattr(redis.exceptions, error)("boom")
+
+    resp = app.test_client().get("/raise")
+    problem(resp, status, slug)
+    assert ("Retry-After" in resp.headers) == (status == 503)
