@@ -74,6 +74,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["REDIS_URL"] = os.environ["REDIS_URL"]
     if config:
         app.config.update(config)
+    from web.settings import check_config
+
+    check_config(app.config)  # a bad CATEGORIZER_* value stops start-up, naming the setting
     app.json.sort_keys = False
 
     from web.problems import register_error_handlers

@@ -20,6 +20,7 @@ Settings (environment):
 
 from __future__ import annotations
 
+import math
 import os
 
 from celery import Celery
@@ -45,16 +46,30 @@ CATEGORIZE_BATCH_TASK = "categorizer.categorize_batch"
 CATALOG_CHUNK_TASK = "categorizer.catalog_chunk"
 
 
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name}={value!r}: expected a number >= 0")
+    return number
+
+
 def _env_seconds(name: str, default: float) -> float | None:
     """A number of seconds from the environment; 0 means "no limit" (None)."""
-    value = os.environ.get(name)
-    seconds = float(value) if value not in (None, "") else default
+    seconds = _env_number(name, default)
     return seconds if seconds > 0 else None
 
 
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    number = _env_number(name, default)
+    if number != int(number):
+        raise ValueError(f"{name}={os.environ.get(name)!r}: expected a whole number")
+    return int(number)
 
 
 def redis_url_from_env() -> str:
