@@ -2,7 +2,7 @@
 
 It reads a binary stream in blocks and yields one ``Row`` per record, so memory stays flat
 whatever the size of the file: one block, one physical line (bounded) and one CSV record
-(bounded by the field limit) at a time. Nothing here knows Flask or Redis.
+(bounded in bytes, whatever its number of fields or lines) at a time. Nothing here knows Flask or Redis.
 
 ``open_catalog(stream, options)`` sniffs the head of the stream and raises ``CatalogRefused``
 when the upload is not a catalog at all (binary data, a JSON document, a CSV header without
@@ -15,7 +15,6 @@ and ``text`` None. Codes: ``empty_text``, ``too_long``, ``malformed_csv``, ``mis
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 import re
@@ -26,7 +25,9 @@ BLOCK = 1 << 16
 SNIFF_BYTES = 1 << 16
 MAX_ID_LENGTH = 256
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
+# surrogateescape'd bytes (\udc80-\udcff) and lone surrogates from JSON escapes ("\ud800"): both
+# cannot be encoded as UTF-8 (Redis), so they mark the row invalid
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: magic bytes of formats people upload by mistake
 _MAGIC = (
@@ -136,6 +137,71 @@ class _Lines:
                 return line
 
 
+class _TextLines:
+    """The decoded physical lines of a CSV upload for ``csv.reader``, with a byte budget per record.
+
+    ``csv.reader`` bounds each field but not the number of fields, and a quoted field may span
+    lines: without a budget one record could grow with the whole upload. ``start_record()`` is
+    called before each record; a line that would take the record past ``budget`` bytes is held
+    back (it starts the next record) and ``csv.Error`` is raised, which ends the record as a
+    row error. A line alone is never over the budget (lines are at most ``budget`` bytes).
+    """
+
+    def __init__(self, lines: _Lines, budget: int):
+        self.lines = lines
+        self.budget = budget
+        self.record_bytes = 0
+        self.over_budget = False
+        self.cut = False  # a line of the current record was cut (line_too_long)
+        self._held: tuple[bytes, bool] | None = None
+
+    def start_record(self) -> None:
+        self.record_bytes = 0
+        self.over_budget = False
+        self.cut = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self._held is not None:
+            raw, truncated = self._held
+            self._held = None
+        else:
+            raw = next(self.lines)
+            truncated = self.lines.truncated
+        if self.record_bytes and self.record_bytes + len(raw) > self.budget:
+            self._held = (raw, truncated)
+            self.over_budget = True
+            raise csv.Error(f"a record of more than {self.budget} bytes (an unclosed quote?)")
+        self.record_bytes += len(raw)
+        self.cut = self.cut or truncated
+        # each line decoded alone: b"\n" never occurs inside a UTF-8 character, so no decoder state
+        # crosses lines (a character cut with a long line or at the end of the file is reported
+        # as invalid, never carried into the next row or dropped)
+        return raw.decode("utf-8", "surrogateescape")
+
+
+def _clean_id(ident) -> str | None:
+    """An id as stored: a string of at most ``MAX_ID_LENGTH`` characters that encodes as UTF-8."""
+    if ident is None:
+        return None
+    ident = str(ident)[:MAX_ID_LENGTH]
+    if not ident.isascii() and _SURROGATE.search(ident):
+        ident = _SURROGATE.sub("\ufffd", ident)
+    return ident
+
+
+def encodable(row: Row) -> Row:
+    """``row``, or an ``invalid_encoding`` error row if a field cannot be encoded as UTF-8.
+
+    A backstop for the storage: the readers already report such rows."""
+    fields = (row.id, row.text, row.error)
+    if all(f is None or f.isascii() or not _SURROGATE.search(f) for f in fields):
+        return row
+    return Row(row.row, _clean_id(row.id), None, "invalid_encoding: the row is not valid UTF-8")
+
+
 def _read_head(stream) -> bytes:
     head = bytearray()
     while len(head) < SNIFF_BYTES:
@@ -208,10 +274,7 @@ class CatalogReader:
 
     def _row(self, ident, text) -> Row:
         self.rows += 1
-        if ident is not None:
-            ident = str(ident)[:MAX_ID_LENGTH]
-            if not ident.isascii() and _SURROGATE.search(ident):
-                ident = ident.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        ident = _clean_id(ident)
         if text is None:
             return Row(self.rows, ident, None, "missing_text: the row has no text")
         if not isinstance(text, str):
@@ -226,10 +289,35 @@ class CatalogReader:
 
     def _error(self, ident, error: str) -> Row:
         self.rows += 1
-        return Row(self.rows, ident, None, error)
+        return Row(self.rows, _clean_id(ident), None, error)
 
     def __iter__(self) -> Iterator[Row]:
         raise NotImplementedError
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _looks_like_json_lines(head: bytes, complete: bool) -> bool:
+    """Whether ``head`` (the upload's start; ``complete``: the whole upload) may be JSON Lines.
+
+    A bad first line is a row error like any other, so the upload is refused only when its start
+    clearly is something else: no line of it is a JSON object, and the first line does not start
+    like one either, or is a lone ``{`` (an indented JSON document).
+    """
+    lines = [ln.strip() for ln in head.splitlines()]
+    if not complete and lines:
+        lines.pop()  # the last line may continue beyond the head
+    first = next((ln for ln in lines if ln), None)
+    if first is None:  # the first line is longer than the head: judge its start only
+        return head.lstrip()[:1] == b"{"
+    if first.startswith(b"{") and first != b"{":
+        return True
+    return any(_is_object(ln) for ln in lines if ln.startswith(b"{"))
 
 
 class JsonLinesReader(CatalogReader):
@@ -239,14 +327,10 @@ class JsonLinesReader(CatalogReader):
 
     def __init__(self, stream, head: bytes, options: Options):
         super().__init__(stream, head, options)
-        first = next((ln for ln in head.splitlines() if ln.strip()), b"")
-        try:
-            obj = json.loads(first)
-        except ValueError:
-            obj = None
-        # the whole first line may be longer than the head: then only refuse clear non-JSON
-        if not isinstance(obj, dict) and len(first) < len(head):
-            raise CatalogRefused("not-a-catalog", "the first line is not a JSON object: not a JSON Lines catalog")
+        if not _looks_like_json_lines(head, complete=len(head) < SNIFF_BYTES):
+            raise CatalogRefused(
+                "not-a-catalog", "no line of the upload's start is a JSON object: not a JSON Lines catalog"
+            )
 
     def _text_of(self, obj: dict):
         o = self.options
@@ -291,11 +375,13 @@ class CsvReader(CatalogReader):
 
     def __init__(self, stream, head: bytes, options: Options):
         super().__init__(stream, head, options)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
-        self._text_lines = (decoder.decode(b) for b in self.lines)
+        # a record may take as many bytes as the longest line: room for a text at its limit
+        # and other columns, a bound on the memory of any record
+        self._text_lines = _TextLines(self.lines, budget=self.lines.max_bytes)
         csv.field_size_limit(self.field_limit)
         self.reader = csv.reader(self._text_lines, strict=True)
         try:
+            self._text_lines.start_record()
             header = next(self.reader)
         except StopIteration:
             raise CatalogRefused("empty-catalog", "the upload has no header row") from None
@@ -360,19 +446,23 @@ class CsvReader(CatalogReader):
         return " ".join(p.strip() for p in parts if p.strip())
 
     def __iter__(self) -> Iterator[Row]:
-        reader = self.reader
+        reader, lines = self.reader, self._text_lines
         while True:
             line_before = reader.line_num
+            lines.start_record()
             try:
                 rec = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                if self.lines.truncated:
+                if lines.cut:
                     detail = f"line_too_long: a line of more than {self.lines.max_bytes} bytes"
                 else:
                     detail = f"malformed_csv: {exc} (lines {line_before + 1}-{reader.line_num})"
                 yield self._error(None, detail)
+                continue
+            if lines.cut:  # the record parsed, but from a line cut short: its fields are not the row's
+                yield self._error(None, f"line_too_long: a line of more than {self.lines.max_bytes} bytes")
                 continue
             if not rec or (len(rec) == 1 and not rec[0].strip() and len(self.header) > 1):
                 continue  # blank line

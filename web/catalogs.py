@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from web.auth import check_owner, claim_catalog_slot, current_client
-from web.catalog_ingest import CatalogRefused, Options, open_catalog
+from web.catalog_ingest import CatalogRefused, Options, encodable, open_catalog
 from web.problems import TYPES, Problem
 from web.review import needs_review
 from web.validation import canonical_uuid
@@ -50,6 +50,10 @@ _JSONL_TYPES = {"application/x-ndjson", "application/jsonl", "application/jsonli
 _CSV_TYPES = {"text/csv", "application/csv"}
 
 RESULT_MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+class ResultsTruncated(Exception):
+    """A catalog's results disappeared during their download (raised inside the streamed body)."""
 
 
 def store() -> CatalogStore:
@@ -158,7 +162,11 @@ def submit_catalog():
 
     def flush() -> None:
         nonlocal n, rows
-        added = catalogs.add_chunk(catalog_id, n, [r.as_list() for r in rows], ttl, window)
+        try:
+            added = catalogs.add_chunk(catalog_id, n, [r.as_list() for r in rows], ttl, window)
+        except UnicodeEncodeError:  # backstop: the reader reports such rows; Redis stores UTF-8 only
+            log.error("catalog_row_not_encodable catalog_id=%s chunk=%d", catalog_id, n)
+            added = catalogs.add_chunk(catalog_id, n, [encodable(r).as_list() for r in rows], ttl, window)
         if added < 0:
             raise Problem("catalog-not-found", f"catalog {catalog_id} was cancelled during its upload")
         if added:  # else beyond the window: a worker sends it when an earlier chunk is stored
@@ -191,8 +199,9 @@ def submit_catalog():
     if n == 0:
         catalogs.purge(catalog_id)
         raise Problem("empty-catalog", "the catalog has a header but no rows")
-    catalogs.finish_ingest(catalog_id)
-    record = catalogs.get(catalog_id) or {}
+    record = catalogs.get(catalog_id) if catalogs.finish_ingest(catalog_id) >= 0 else None
+    if not record:  # deleted between the last chunk and the end of the upload
+        raise Problem("catalog-not-found", f"catalog {catalog_id} was cancelled during its upload")
     log.info(
         "catalog_queued catalog_id=%s rows=%d chunks=%d bytes=%d format=%s",
         catalog_id,
@@ -373,9 +382,11 @@ def get_results(catalog_id: str):
     def results():
         for n in range(chunks):
             raw = catalogs.chunk_results(catalog_id, n)
-            if raw is None:  # deleted while being downloaded: end the stream
-                log.warning("catalog_results_truncated catalog_id=%s chunk=%d", catalog_id, n)
-                return
+            if raw is None:
+                # deleted or expired while being downloaded; the 200 is already sent, so break the
+                # transfer (no final chunk) rather than end it cleanly as if it were complete
+                log.warning("catalog_results_truncated catalog_id=%s chunk=%d of %d", catalog_id, n, chunks)
+                raise ResultsTruncated(f"catalog {catalog_id}: the results of chunk {n} are gone")
             yield json.loads(raw)
 
     threshold = float(current_app.config["REVIEW_THRESHOLD"])  # read now: the body streams outside the app context

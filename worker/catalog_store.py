@@ -34,6 +34,9 @@ the send loses nothing, and a pending chunk is claimed exactly once.
 Cancel (``DELETE``) removes every key; a worker then finds no record and skips the chunk, and
 a late result write finds no record and stores nothing.
 
+Fail (``fail``: the upload broke off) marks the record ``failed`` and deletes every other key in
+one script, so its input does not stay in Redis; queued chunks then find it final and are skipped.
+
 This module imports only ``redis``: it is safe for the web tier.
 """
 
@@ -56,7 +59,7 @@ def catalog_key(catalog_id: str) -> str:
     return f"{PREFIX}catalog:{catalog_id}"
 
 
-def chunk_key(catalog_id: str, n: int) -> str:
+def chunk_key(catalog_id: str, n: int | str) -> str:
     return f"{PREFIX}catalog:{catalog_id}:in:{n}"
 
 
@@ -171,6 +174,25 @@ return succeed_if_complete(KEYS[1], ARGV[1])
 )
 
 
+# KEYS: record, out hash, pending list, handoff hash. ARGV: error, now, chunk input key prefix.
+# Fails a catalog still being uploaded or run, and frees its data at once (a failed catalog has no
+# results to read): its chunk inputs, results, pending list and handoff. Returns 1, or 0 if the
+# record is gone or already final (a DELETE in between: nothing is recreated).
+_FAIL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[1], 'finished_at', ARGV[2])
+local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks') or '0')
+for start = 0, chunks - 1, 1000 do
+  local batch = {}
+  for n = start, math.min(start + 999, chunks - 1) do batch[#batch + 1] = ARGV[3] .. n end
+  redis.call('DEL', unpack(batch))
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+
+
 class CatalogStore:
     """Reads and writes catalogs. ``client`` must use ``decode_responses=True``."""
 
@@ -181,6 +203,7 @@ class CatalogStore:
         self._mark_started = client.register_script(_MARK_STARTED)
         self._finish_ingest = client.register_script(_FINISH_INGEST)
         self._handoff = client.register_script(_HANDOFF)
+        self._fail = client.register_script(_FAIL)
 
     # -- web side --------------------------------------------------------------------------
     def create(self, catalog_id: str, ttl: int, **fields) -> None:
@@ -215,11 +238,12 @@ class CatalogStore:
         """Mark the upload complete. 1 if that completed the catalog, 0 if not yet, -1 if gone."""
         return int(self._finish_ingest(keys=[catalog_key(catalog_id)], args=[now_iso()]))
 
-    def fail(self, catalog_id: str, error: str) -> None:
-        """Fail a catalog whose upload could not be read to its end (its chunks are skipped)."""
-        key = catalog_key(catalog_id)
-        if self.redis.exists(key):
-            self.redis.hset(key, mapping={"status": FAILED, "error": error, "finished_at": now_iso()})
+    def fail(self, catalog_id: str, error: str) -> bool:
+        """Fail a catalog whose upload could not be read to its end and delete its chunk inputs,
+        results, pending list and handoff (its queued chunks are skipped). False if it is gone or
+        already finished. Atomic: a catalog deleted meanwhile is not recreated."""
+        keys = [catalog_key(catalog_id), out_key(catalog_id), pending_key(catalog_id), handoff_key(catalog_id)]
+        return bool(self._fail(keys=keys, args=[error, now_iso(), chunk_key(catalog_id, "")]))
 
     def get(self, catalog_id: str) -> dict | None:
         return self.redis.hgetall(catalog_key(catalog_id)) or None

@@ -137,3 +137,106 @@ def test_reads_lazily_block_by_block():
     for _ in range(1000):
         next(it)
     assert stream.pos < 1 << 18  # a few blocks of a ~10 MB stream
+
+
+class Endless(io.RawIOBase):
+    """``head`` then ``unit`` repeated up to ``limit`` bytes (a stand-in for an endless upload)."""
+
+    def __init__(self, head: bytes, unit: bytes, limit: int = 8 << 20):
+        self.head, self.unit, self.pos, self.limit = head, unit, 0, limit
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        n = min(1 << 16 if n is None or n < 0 else n, self.limit - self.pos)
+        if self.pos < len(self.head):
+            out = self.head[self.pos : self.pos + n]
+        else:
+            out = (self.unit * (n // len(self.unit) + 1))[:n]
+        self.pos += len(out)
+        return out
+
+
+def test_a_record_of_many_small_quoted_fields_over_many_lines_is_bounded():
+    """csv bounds fields, not records: an unclosed quote followed by `x","y` lines forever is one
+    endless record. It is cut at the record budget and reported as a row; reading goes on."""
+    stream = Endless(b'text,id\n"a\n', b'x","y\n')
+    reader = open_catalog(stream, Options(max_text_length=1000))
+    first = next(iter(reader))
+    assert first.error.startswith("malformed_csv: a record of more than")
+    assert stream.pos < 2 * reader.lines.max_bytes + (1 << 17)  # not the whole (endless) stream
+
+    data = b'id,text\n1,"a\n' + b'x","y\n' * 100_000 + b'z"\n2,fine\n'
+    out = rows(data, step=1 << 16, max_text_length=1000)
+    assert out[0].error.startswith("malformed_csv") and len(out) < 10
+    assert (out[-1].id, out[-1].text) == ("2", "fine")
+    assert sum(r.error is None for r in out[:-1]) <= 1  # at most the leftover of the cut record
+
+
+def test_lone_surrogates_from_json_escapes_are_invalid_encoding():
+    """JSON escapes decode to lone surrogates, which Redis cannot store (UTF-8): a row error."""
+    data = b'{"id": "a", "text": "\\ud800 shirt"}\n{"id": "\\udfff-x", "text": "ok"}\n{"text": "\\ud83d\\ude00 ok"}\n'
+    out = rows(data)
+    assert out[0].error.startswith("invalid_encoding") and out[0].text is None
+    assert (out[1].id, out[1].text, out[1].error) == ("\ufffd-x", "ok", None)
+    assert (out[2].text, out[2].error) == ("\U0001f600 ok", None)  # a valid pair is a character
+    for r in out:
+        for field in (r.id, r.text, r.error):
+            assert field is None or field.encode("utf-8")
+
+
+def test_ids_of_error_rows_are_cleaned_like_any_id():
+    data = b"id,text\n1,ok\nbad\xff\n" + b"x" * 300 + b"\n"
+    out = rows(data)
+    assert [r.error.split(":")[0] for r in out[1:]] == ["missing_field", "missing_field"]
+    assert out[1].id == "bad\ufffd" and out[1].id.encode("utf-8")
+    assert out[2].id == "x" * 256
+
+
+def test_encodable_turns_an_unencodable_row_into_an_error():
+    from web.catalog_ingest import Row, encodable
+
+    good = Row(1, "a", "text")
+    assert encodable(good) is good
+    bad = encodable(Row(2, "\ud800", "shirt \udcff"))
+    assert (bad.row, bad.id, bad.text) == (2, "\ufffd", None) and bad.error.startswith("invalid_encoding")
+
+
+@pytest.mark.parametrize("declared", [None, "jsonl"])
+def test_a_bad_first_jsonl_line_is_a_row_error_not_a_refusal(declared):
+    for first in (b'{"text": "a",}', b"not json at all", b"[1, 2]"):
+        if declared is None and not first.startswith(b"{"):
+            continue  # sniffed as CSV
+        out = rows(first + b'\n{"id": 2, "text": "b"}\n', format=declared)
+        assert [(r.row, (r.error or "").split(":")[0]) for r in out] == [(1, "invalid_json"), (2, "")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello\nworld\n", b'{\n  "text": "an indented JSON document"\n}\n', b"[1, 2]\n"],
+)
+def test_an_upload_that_clearly_is_not_jsonl_is_still_refused(data):
+    with pytest.raises(CatalogRefused) as exc:
+        rows(data, format="jsonl")
+    assert exc.value.code == "not-a-catalog"
+
+
+def test_a_character_cut_with_a_long_line_does_not_spill_into_the_next_row():
+    # the line is cut in the middle of a 2-byte character (after "1,x" + n * "é")
+    data = b"id,text\n1,x" + "é".encode() * 200_000 + b"\n2,fine\n"
+    out = rows(data, step=1 << 16)
+    assert out[0].error.startswith("line_too_long")
+    assert (out[1].row, out[1].id, out[1].text, out[1].error) == (2, "2", "fine", None)
+
+
+def test_an_incomplete_character_at_the_end_of_the_file_is_reported():
+    out = rows(b"id,text\n1,fine\n2,bad \xc3", step=3)
+    assert out[1].error.startswith("invalid_encoding")
+
+
+def test_a_cut_line_that_parses_as_a_record_is_still_line_too_long():
+    data = b"id,text\n1," + b"a," * 200_000 + b"\n2,ok\n"
+    out = rows(data, step=1 << 16, max_text_length=1000)
+    assert out[0].error.startswith("line_too_long")
+    assert (out[1].id, out[1].text) == ("2", "ok")
