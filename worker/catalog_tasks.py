@@ -32,6 +32,7 @@ import logging
 import os
 import time
 
+import kombu.exceptions
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.request import Request
@@ -201,8 +202,8 @@ def time_limit_retries() -> int:
     return max(0, int(value)) if value not in (None, "") else 2
 
 
-def fail_chunk(store: CatalogStore, catalog_id: str, chunk: int, reason: str) -> int:
-    """Store every row of a chunk as failed with ``reason`` (once), so that the catalog finishes.
+def fail_chunk(store: CatalogStore, catalog_id: str, chunk: int, reason: str, code: str = "time_limit") -> int:
+    """Store every row of a chunk as failed with ``code: reason`` (once), so that the catalog finishes.
 
     Returns what ``CatalogStore.store_chunk`` returns (-2 when the chunk's input is gone).
     """
@@ -210,8 +211,9 @@ def fail_chunk(store: CatalogStore, catalog_id: str, chunk: int, reason: str) ->
     if rows is None:
         send_next(store, catalog_id, chunk)  # stored already (the input goes with the store)
         return -2
-    error = f"time_limit: {reason}"
-    document = results_document("", [], [[row, ident, None, error] for row, ident, _text, _error in rows])
+    error = f"{code}: {reason}"
+    # a row that failed on its own keeps its own reason
+    document = results_document("", [], [[row, ident, None, own or error] for row, ident, _text, own in rows])
     stored = store.store_chunk(
         catalog_id,
         chunk,
@@ -254,11 +256,40 @@ class ChunkRequest(Request):
             log.exception("catalog_chunk_fail_not_recorded catalog_id=%s chunk=%d", catalog_id, chunk)
 
 
+class ChunkTask(app.Task):
+    """Fails a chunk's rows when its task fails for good (retries exhausted, or an error that is
+    not retried), so that the catalog finishes with every row accounted for.
+
+    Celery acknowledges a failed task (``acks_late`` only covers a lost worker): without this,
+    the chunk would never be stored and its catalog would stay ``running`` forever, holding its
+    window slot and its client's catalog slot. Idempotent: a chunk already stored is left alone.
+    """
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        super().on_failure(exc, task_id, args, kwargs, einfo)
+        if len(args or ()) < 2:
+            return
+        catalog_id, chunk = args[0], int(args[1])
+        reason = f"{type(exc).__name__}: {str(exc)[:200]} (after {self.request.retries + 1} attempts)"
+        try:
+            fail_chunk(_services()[0], catalog_id, chunk, reason, code="chunk_failed")
+        except Exception:  # noqa: BLE001 - Redis itself may be what failed; nothing more can be done
+            log.exception("catalog_chunk_fail_not_recorded catalog_id=%s chunk=%d", catalog_id, chunk)
+
+
 @app.task(
     name=CATALOG_CHUNK_TASK,
     bind=True,
+    base=ChunkTask,
     Request=ChunkRequest,
-    autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RuntimeError),
+    # kombu's OperationalError: sending the next chunk (send_next) failed; a new delivery finds the
+    # chunk stored and sends its recorded handoff again
+    autoretry_for=(
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        kombu.exceptions.OperationalError,
+        RuntimeError,
+    ),
     retry_backoff=True,
     retry_backoff_max=30,
     max_retries=10,
@@ -268,7 +299,8 @@ def categorize_chunk(self, catalog_id: str, chunk: int) -> dict:
 
     A chunk that exceeds the soft time limit is tried again (``time_limit_retries()`` times, as
     a new message); then its rows are stored as failed (``time_limit: ...``) and the catalog
-    finishes without them.
+    finishes without them. Any other final failure fails its rows the same way
+    (``chunk_failed: ...``, ``ChunkTask.on_failure``).
     """
     try:
         return _categorize_chunk(catalog_id, chunk)

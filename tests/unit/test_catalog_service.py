@@ -146,3 +146,40 @@ def test_unencodable_input_is_a_row_error_not_a_500(app, client_redis, body):
     resp = app.test_client().post("/v1/catalogs", data=body)
     assert resp.status_code == 202, resp.get_data(as_text=True)
     assert resp.get_json()["total"] == body.count(b"\n") - body.startswith(b"id,")
+
+
+@pytest.mark.parametrize("failure", ["no_model", "redis_error"])
+def test_a_chunk_that_fails_for_good_fails_its_rows_and_the_catalog_finishes(client_redis, monkeypatch, failure):
+    """Retries exhausted (no model loaded) or an error that is not retried: Celery acknowledges the
+    failed task, so its rows are stored as failed; the catalog finishes, every row accounted for."""
+    from worker import catalog_tasks, model
+    from worker.cache import LocalCache, ResultCache
+
+    store = CatalogStore(client_redis)
+    monkeypatch.setattr(catalog_tasks, "_services", lambda: (store, ResultCache(client_redis), LocalCache()))
+    if failure == "no_model":
+        monkeypatch.setattr(model.holder, "get", lambda: None)
+    else:
+
+        def broken(*args, **kwargs):
+            raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
+
+        monkeypatch.setattr(catalog_tasks, "categorize_rows", broken)
+    store.create("c", 3600)
+    store.add_chunk("c", 0, [[1, "a", "shirt", None], [2, "b", None, "empty_text: the text is empty"]], 3600)
+    assert store.finish_ingest("c") == 0
+    result = catalog_tasks.categorize_chunk.apply(args=("c", 0))  # eager: retries run at once
+    assert result.failed()
+    record = store.get("c")
+    assert (record["status"], record["done"], record["failed_rows"], record["chunks_done"]) == (
+        "succeeded",
+        "2",
+        "2",
+        "1",
+    )
+    rows = json.loads(store.chunk_results("c", 0))["rows"]
+    assert [r[:3] for r in rows] == [[1, "a", None], [2, "b", None]]
+    expected = "RuntimeError: no model loaded" if failure == "no_model" else "ResponseError: OOM"
+    assert rows[0][3].startswith("chunk_failed: " + expected) and "attempts" in rows[0][3]
+    assert rows[1][3] == "empty_text: the text is empty"  # a bad row keeps its own reason
+    assert not client_redis.exists(chunk_key("c", 0))
