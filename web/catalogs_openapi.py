@@ -58,6 +58,12 @@ def extend(spec: dict, config: dict) -> None:
                 "413": _problem("More bytes or rows than allowed (catalog-too-large)"),
                 "415": _problem("Not a CSV or JSON Lines catalog at all (not-a-catalog)"),
                 "422": _problem("The CSV header lacks the text column (missing-column), or no rows (empty-catalog)"),
+                "429": _problem(
+                    f"This client already has {config['MAX_CONCURRENT_CATALOGS']} unfinished catalogs "
+                    "(MAX_CONCURRENT_CATALOGS; too-many-catalogs), checked before the upload is read; or its "
+                    "rate limit is exceeded",
+                    RETRY_AFTER,
+                ),
                 "500": _problem("Unexpected error"),
                 "503": _problem("Redis unreachable", RETRY_AFTER),
             },

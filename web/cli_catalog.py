@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 import time
@@ -63,6 +64,14 @@ def _problem_message(resp) -> str:
     except ValueError:
         return f"{resp.status_code} {resp.reason}: {resp.text[:300]}"
     return f"{resp.status_code} {problem.get('title', resp.reason)}: {problem.get('detail', '')}".rstrip(": ")
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    """Result rows in a downloaded results file (CSV: records after the header; JSONL: lines)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        if fmt == "jsonl":
+            return sum(1 for line in fh if line.strip())
+        return max(sum(1 for _ in csv.reader(fh)) - 1, 0)  # ids and texts may hold quoted newlines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,10 +149,25 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{prog}: {_problem_message(resp)}", file=sys.stderr)
                 return 1
             tmp = args.output.with_name(args.output.name + ".part")
-            with open(tmp, "wb") as out:
-                for block in resp.iter_content(1 << 16):
-                    out.write(block)
-            tmp.replace(args.output)
+            try:
+                with open(tmp, "wb") as out:
+                    for block in resp.iter_content(1 << 16):
+                        out.write(block)
+            except requests.exceptions.ChunkedEncodingError as exc:  # the service broke the transfer off
+                print(
+                    f"{prog}: the download of the results broke off ({exc}); partial results in {tmp}", file=sys.stderr
+                )
+                return 1
+        # a clean end is no proof of completeness: every row of the catalog must be there
+        written = _count_rows(tmp, fmt)
+        if written != catalog["total"]:
+            print(
+                f"{prog}: the results are incomplete: {written} of {catalog['total']} rows "
+                f"(deleted or expired meanwhile?); partial results in {tmp}",
+                file=sys.stderr,
+            )
+            return 1
+        tmp.replace(args.output)
     except requests.RequestException as exc:
         print(f"{prog}: cannot talk to {args.url}: {exc}", file=sys.stderr)
         return 1
