@@ -484,3 +484,39 @@ def test_a_chunk_over_the_time_limit_is_retried_then_failed_and_the_catalog_fini
     assert all(r["category"] == "" and r["needs_review"] == "" for r in results)
     log = worker.log_path.read_text()
     assert log.count("catalog_chunk_time_limit") == 2  # each of the 2 chunks retried once
+
+
+def test_hostile_rows_are_row_errors_end_to_end(svc):
+    """Lone surrogate escapes, undecodable ids of short rows, a bad first JSON Lines line: each a
+    row error (never a 500, never a refusal), and the catalog succeeds with every row."""
+    body = b'{"id": "s", "text": "\\ud800 shirt"}\n{"id": "\\udfff", "text": "' + CHARGER[1].encode() + b'"}\n'
+    view = svc.wait(svc.submit(body, content_type="application/x-ndjson")["catalog_id"])
+    assert (view["status"], view["done"], view["failed_rows"]) == ("succeeded", 2, 1)
+    results = svc.results(view["catalog_id"], fmt="jsonl")
+    assert results[0]["error"].startswith("invalid_encoding") and results[1]["id"] == "\ufffd"
+    assert results[1]["category"] == "Electronics"
+
+    body = b"id,text\n1," + CHARGER[1].encode() + b"\nbad\xff\n"
+    view = svc.wait(svc.submit(body)["catalog_id"])
+    assert (view["status"], view["done"], view["failed_rows"]) == ("succeeded", 2, 1)
+    assert [(r["id"], r["error"].split(":")[0]) for r in svc.results(view["catalog_id"])] == [
+        ("1", ""),
+        ("bad\ufffd", "missing_field"),
+    ]
+
+    body = b'{"text": "a",}\n{"id": "2", "text": "' + CHARGER[1].encode() + b'"}\n'
+    view = svc.wait(svc.submit(body, content_type="application/octet-stream", format="jsonl")["catalog_id"])
+    assert (view["status"], view["done"], view["failed_rows"]) == ("succeeded", 2, 1)
+    results = svc.results(view["catalog_id"], fmt="jsonl")
+    assert results[0]["error"].startswith("invalid_json") and results[1]["category"] == "Electronics"
+
+
+def test_a_download_whose_results_disappear_is_broken_off_not_complete(svc):
+    rows = catalog_rows(300, 300, seed=13)  # 3 chunks of 128
+    cid = svc.submit(to_csv(rows))["catalog_id"]
+    assert svc.wait(cid)["status"] == "succeeded"
+    svc.redis.hdel(f"categorizer:catalog:{cid}:out", "1")  # as a DELETE or expiry mid-download would
+    resp = requests.get(f"{svc.server.url}/v1/catalogs/{cid}/results", stream=True, timeout=30)
+    assert resp.status_code == 200
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        b"".join(resp.iter_content(1 << 16))
