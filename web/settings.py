@@ -35,7 +35,7 @@ RULES: dict[str, tuple[type, float | None, float | None]] = {
     "MAX_CATALOG_BYTES": (int, 1, None),
     "CATALOG_MAX_TEXT_LENGTH": (int, 1, None),
     "CATALOG_TTL": (int, 1, None),
-    "REVIEW_THRESHOLD": (float, 0, 1),
+    "REVIEW_THRESHOLD": (float, 0, None),  # above 1: every result needs review
     "REDIS_SOCKET_TIMEOUT": (float, 0.001, None),
     "RATE_LIMIT_PER_MINUTE": (float, 0, None),
     "RATE_LIMIT_BURST": (float, 0, None),

@@ -40,7 +40,7 @@ def test_environment_values_are_coerced(monkeypatch, name, raw, expected):
         ("RATE_LIMIT_PER_MINUTE", "lots", "expected a number"),
         ("RATE_LIMIT_BURST", "0.5", "at least 1"),
         ("RETRY_AFTER", "2.5", "expected a whole number"),
-        ("REVIEW_THRESHOLD", "1.5", "must be at most 1"),
+        ("REVIEW_THRESHOLD", "-0.1", "must be at least 0"),
         ("MAX_WAIT", "inf", "finite"),
     ],
 )
