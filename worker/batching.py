@@ -188,15 +188,7 @@ def fail_batch(job_ids: list[str], error: str) -> dict:
 
     store = job_store()
     try:
-        pipe = store.redis.pipeline(transaction=False)
-        stamp = now_iso()
-        for job_id in job_ids:
-            store._finish(
-                keys=[job_key(job_id), f"{job_key(job_id)}:done", input_key(job_id)],
-                args=[FAILED, stamp, "", "[]", error],
-                client=pipe,
-            )
-        failed = sum(1 for r in pipe.execute() if r)
+        failed = store.finish_many([(job_id, FAILED, "[]", "", error) for job_id in job_ids])
     except redis.exceptions.RedisError as exc:
         log.error("microbatch_fail_not_recorded jobs=%d error=%s: requeued", len(job_ids), exc)
         return {"requeue": True, "jobs": len(job_ids)}
@@ -260,15 +252,7 @@ def run_batch(job_ids: list[str]) -> dict:
 
     stored = 0
     if finishes:
-        pipe = store.redis.pipeline(transaction=False)
-        stamp = now_iso()
-        for job_id, status, results_json, version, error in finishes:
-            store._finish(
-                keys=[job_key(job_id), f"{job_key(job_id)}:done", input_key(job_id)],
-                args=[status, stamp, version, results_json, error],
-                client=pipe,
-            )
-        stored = sum(1 for r in pipe.execute() if r)
+        stored = store.finish_many(finishes)
     log.info(
         "microbatch jobs=%d products=%d skipped=%d stored=%d model_ms=%.2f total_ms=%.2f pid=%d",
         len(job_ids),

@@ -319,6 +319,16 @@ class JobStore:
         args = [status, now_iso(), model_version, results_json, error]
         return bool(self._finish(keys=[job_key(job_id), done_key(job_id), input_key(job_id)], args=args))
 
+    def finish_many(self, outcomes: list[tuple[str, str, str, str, str]]) -> int:
+        """``finish`` for ``(job_id, status, results_json, model_version, error)`` each, in one round
+        trip. Returns how many were stored (the others were already final or gone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        stamp = now_iso()
+        for job_id, status, results_json, model_version, error in outcomes:
+            keys = [job_key(job_id), done_key(job_id), input_key(job_id)]
+            self._finish(keys=keys, args=[status, stamp, model_version, results_json, error], client=pipe)
+        return sum(1 for r in pipe.execute() if r)
+
     def heartbeat(self, hostname: str, info: dict, max_age: float) -> None:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
