@@ -14,32 +14,32 @@ import math
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-#: setting -> (type, minimum, maximum); None = unbounded
-RULES: dict[str, tuple[type, float | None, float | None]] = {
-    "MAX_PRODUCTS": (int, 1, None),
-    "MAX_TEXT_LENGTH": (int, 1, None),
-    "MAX_CONTENT_LENGTH": (int, 1, None),
-    "JOB_TTL": (int, 1, None),
-    "IDEMPOTENCY_TTL": (int, 1, None),
-    "MAX_WAIT": (float, 0, None),
-    "MAX_QUEUE_DEPTH": (int, 1, None),
-    "MICROBATCH": (bool, None, None),
-    "MICROBATCH_MAX_PRODUCTS": (int, 1, None),
-    "MAX_BATCH_JOBS": (int, 1, None),
-    "MAX_LOOKUP_RESULTS": (int, 1, None),
-    "RETRY_AFTER": (int, 1, None),
-    "CATALOG_CHUNK_SIZE": (int, 1, None),
-    "CATALOG_WINDOW": (int, 0, None),
-    "MAX_CATALOG_ROWS": (int, 1, None),
-    "MAX_CONCURRENT_CATALOGS": (int, 0, None),
-    "MAX_CATALOG_BYTES": (int, 1, None),
-    "CATALOG_MAX_TEXT_LENGTH": (int, 1, None),
-    "CATALOG_TTL": (int, 1, None),
-    "REVIEW_THRESHOLD": (float, 0, None),  # above 1: every result needs review
-    "REDIS_SOCKET_TIMEOUT": (float, 0.001, None),
-    "RATE_LIMIT_PER_MINUTE": (float, 0, None),
-    "RATE_LIMIT_BURST": (float, 0, None),
-    "WORKER_TTL": (float, 0.001, None),
+#: setting -> (type, minimum); None = unbounded (booleans)
+RULES: dict[str, tuple[type, float | None]] = {
+    "MAX_PRODUCTS": (int, 1),
+    "MAX_TEXT_LENGTH": (int, 1),
+    "MAX_CONTENT_LENGTH": (int, 1),
+    "JOB_TTL": (int, 1),
+    "IDEMPOTENCY_TTL": (int, 1),
+    "MAX_WAIT": (float, 0),
+    "MAX_QUEUE_DEPTH": (int, 1),
+    "MICROBATCH": (bool, None),
+    "MICROBATCH_MAX_PRODUCTS": (int, 1),
+    "MAX_BATCH_JOBS": (int, 1),
+    "MAX_LOOKUP_RESULTS": (int, 1),
+    "RETRY_AFTER": (int, 1),
+    "CATALOG_CHUNK_SIZE": (int, 1),
+    "CATALOG_WINDOW": (int, 0),
+    "MAX_CATALOG_ROWS": (int, 1),
+    "MAX_CONCURRENT_CATALOGS": (int, 0),
+    "MAX_CATALOG_BYTES": (int, 1),
+    "CATALOG_MAX_TEXT_LENGTH": (int, 1),
+    "CATALOG_TTL": (int, 1),
+    "REVIEW_THRESHOLD": (float, 0),  # above 1: every result needs review
+    "REDIS_SOCKET_TIMEOUT": (float, 0.001),
+    "RATE_LIMIT_PER_MINUTE": (float, 0),
+    "RATE_LIMIT_BURST": (float, 0),
+    "WORKER_TTL": (float, 0.001),
 }
 
 
@@ -67,15 +67,12 @@ def _coerce(name: str, value: object, kind: type) -> object:
 
 def check_config(config: dict) -> None:
     """Coerce and check the typed settings in place. Raises ``ValueError`` naming the bad one."""
-    for name, (kind, low, high) in RULES.items():
+    for name, (kind, low) in RULES.items():
         if name not in config:
             continue
         value = _coerce(name, config[name], kind)
-        if kind is not bool:
-            if low is not None and value < low:  # type: ignore[operator]
-                raise ValueError(f"CATEGORIZER_{name}={config[name]!r}: must be at least {low}")
-            if high is not None and value > high:  # type: ignore[operator]
-                raise ValueError(f"CATEGORIZER_{name}={config[name]!r}: must be at most {high}")
+        if low is not None and value < low:  # type: ignore[operator]
+            raise ValueError(f"CATEGORIZER_{name}={config[name]!r}: must be at least {low}")
         config[name] = value
     burst = config.get("RATE_LIMIT_BURST")
     if burst and burst < 1:  # a bucket that never holds a whole token refuses every request
